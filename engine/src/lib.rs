@@ -1,0 +1,7 @@
+//! voxline-engine: one phone call as a sans-IO state machine plus a thin tokio driver.
+//!
+//! It owns config types (the platform's assistant schema), the media path that
+//! strings the codecs together, VAD, turn-taking, barge-in, call control, the
+//! event stream and webhook payloads, and the provider traits it needs.
+
+pub use voxline_codecs as codecs;

@@ -1,0 +1,3 @@
+//! voxline-providers: one module per provider wire protocol, each implementing an engine trait.
+
+pub use voxline_engine as engine;
