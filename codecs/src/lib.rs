@@ -5,9 +5,11 @@
 //! testable on virtual time and benchable in isolation.
 
 pub mod error;
+pub mod format;
 pub mod frame;
 pub mod seq;
 
 pub use error::CodecError;
+pub use format::PayloadFormat;
 pub use frame::{AudioFrame, FrameOrigin, SampleRate, FRAME_MS, MAX_FRAME_SAMPLES};
 pub use seq::{SeqUnwrapper, TimestampUnwrapper};
