@@ -6,6 +6,7 @@
 
 pub use voxline_codecs as codecs;
 
+pub mod call;
 pub mod provider;
 pub mod ring;
 pub mod vad;

@@ -1,0 +1,181 @@
+//! The resolved, typed settings one call runs with.
+//!
+//! Built from the assistant config (or directly by hosts and tests); every
+//! duration is a `Duration` and every default is already applied.
+
+use std::time::Duration;
+
+use crate::provider::ToolSpec;
+
+/// Which way the call was set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The caller dialled the agent.
+    #[default]
+    Inbound,
+    /// The agent dialled out.
+    Outbound,
+    /// A browser or app session.
+    Web,
+}
+
+/// Turn-taking knobs (`speech_config.turn_taking`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TurnSettings {
+    /// Shortest pause after the caller stops before the agent answers.
+    pub endpointing_min_delay: Duration,
+    /// Longest wait after the caller stops before answering anyway.
+    pub endpointing_max_delay: Duration,
+    /// Caller speech needed over the agent before it counts as a barge-in.
+    pub interruption_min_duration: Duration,
+    /// Words needed before it counts as a barge-in (0 = off).
+    pub interruption_min_words: u32,
+    /// Resume the paused agent if no words arrive within this time; `None` disables resuming.
+    pub false_interruption_timeout: Option<Duration>,
+}
+
+impl Default for TurnSettings {
+    fn default() -> Self {
+        TurnSettings {
+            endpointing_min_delay: Duration::from_millis(400),
+            endpointing_max_delay: Duration::from_secs(2),
+            interruption_min_duration: Duration::from_millis(300),
+            interruption_min_words: 0,
+            false_interruption_timeout: Some(Duration::from_millis(1500)),
+        }
+    }
+}
+
+/// Autonomous silence handling (`speech_config.silence`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SilenceSettings {
+    /// Silence before the first check.
+    pub first_check: Duration,
+    /// Silence between later checks.
+    pub interval: Duration,
+    /// Checks before the call ends.
+    pub max_attempts: u32,
+    /// Sentences for successive checks (reused from the last when fewer than attempts).
+    pub messages: Vec<String>,
+    /// Spoken before hanging up after the last check.
+    pub final_message: Option<String>,
+}
+
+impl Default for SilenceSettings {
+    fn default() -> Self {
+        SilenceSettings {
+            first_check: Duration::from_secs(3),
+            interval: Duration::from_secs(12),
+            max_attempts: 3,
+            messages: vec![
+                "Are you still there?".to_string(),
+                "I'm still here if you need me.".to_string(),
+            ],
+            final_message: Some(
+                "I haven't heard from you, so I'll end the call now. Goodbye.".to_string(),
+            ),
+        }
+    }
+}
+
+/// One destination of the built-in transfer tool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferDestination {
+    /// E.164 number or SIP URI.
+    pub number: String,
+    /// When to pick it (shown to the model).
+    pub description: String,
+    /// Announcement spoken before transferring.
+    pub message: Option<String>,
+}
+
+/// What happens when the model calls a tool.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolKind {
+    /// A host function: raises a tool-call event and (unless async) waits for the result.
+    Function {
+        /// Don't wait for the result; the model continues at once.
+        is_async: bool,
+        /// Spoken while the tool runs.
+        message: Option<String>,
+        /// How long to wait for the host's result.
+        timeout: Duration,
+    },
+    /// Built-in: hang up (after `end_call_message`, if set).
+    EndCall,
+    /// Built-in: transfer to one of the destinations.
+    Transfer {
+        /// Allowed destinations.
+        destinations: Vec<TransferDestination>,
+    },
+}
+
+/// A tool as the call uses it: what the model sees and what it does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallTool {
+    /// Name, description and argument schema given to the model.
+    pub spec: ToolSpec,
+    /// Behaviour when called.
+    pub kind: ToolKind,
+}
+
+/// Everything one call needs to know, with defaults applied.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct CallSettings {
+    /// Inbound, outbound or web.
+    pub direction: Direction,
+    /// The system prompt.
+    pub system_prompt: String,
+    /// Greeting spoken when the call starts (already chosen for the direction).
+    pub first_message: Option<String>,
+    /// Turn-taking knobs.
+    pub turn: TurnSettings,
+    /// Hard cap on call length.
+    pub max_duration: Option<Duration>,
+    /// Autonomous silence handling, when enabled.
+    pub silence: Option<SilenceSettings>,
+    /// Voicemail detection (outbound): `Some(message)` enables it; the inner message is spoken before hanging up.
+    pub voicemail: Option<Option<String>>,
+    /// Phrases that end the call when the agent says them.
+    pub end_call_phrases: Vec<String>,
+    /// Spoken before the agent ends the call itself.
+    pub end_call_message: Option<String>,
+    /// Literal replacements applied to text before TTS.
+    pub pronunciation: Vec<(String, String)>,
+    /// Tools the model may call.
+    pub tools: Vec<CallTool>,
+    /// Recording consent prompt (inbound): when set, nothing reaches STT/LLM before the caller agrees.
+    pub recording_consent: Option<String>,
+    /// Speech-to-speech realtime pipeline instead of STT → LLM → TTS.
+    pub realtime: bool,
+    /// Model temperature.
+    pub temperature: Option<f32>,
+    /// Model output token cap.
+    pub max_tokens: Option<u32>,
+    /// Spoken when a provider fails on a turn.
+    pub error_message: Option<String>,
+}
+
+impl CallSettings {
+    /// The tool specs given to the model.
+    pub fn tool_specs(&self) -> Vec<ToolSpec> {
+        self.tools.iter().map(|t| t.spec.clone()).collect()
+    }
+
+    /// The tool called `name`.
+    pub fn tool(&self, name: &str) -> Option<&CallTool> {
+        self.tools.iter().find(|t| t.spec.name == name)
+    }
+
+    /// Applies the pronunciation replacements to text headed for TTS.
+    pub fn pronounce(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (from, to) in &self.pronunciation {
+            if !from.is_empty() {
+                out = out.replace(from.as_str(), to);
+            }
+        }
+        out
+    }
+}
