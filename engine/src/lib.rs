@@ -7,6 +7,7 @@
 pub use voxline_codecs as codecs;
 
 pub mod call;
+pub mod driver;
 pub mod provider;
 pub mod ring;
 pub mod vad;

@@ -1479,7 +1479,7 @@ impl Call {
     // Silence handling
 
     fn check_silence(&mut self) {
-        let Some(cfg) = self.settings.silence.clone() else {
+        let Some(cfg) = self.settings.silence.as_ref() else {
             return;
         };
         if self.agent.is_some()
@@ -1500,6 +1500,8 @@ impl Call {
         if self.now.saturating_sub(since) < wait {
             return;
         }
+        // Only a check that fires pays for copying the settings.
+        let cfg = cfg.clone();
         self.silence_attempts += 1;
         self.silence_since = None;
         if self.silence_attempts >= cfg.max_attempts.max(1) {

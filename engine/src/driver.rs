@@ -1,0 +1,629 @@
+//! The thin tokio driver around the call core: one task per call that runs the
+//! media clock, feeds the core, starts and cancels provider sessions, and
+//! publishes events.
+//!
+//! Media, VAD and turn logic run inline in this task (no hand-off per frame);
+//! providers run in their own tasks and talk back through one channel.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use voxline_codecs::{AudioFrame, SampleRate, FRAME_MS};
+
+use crate::call::{
+    Action, Call, CallCommand, CallSettings, CommandError, EndReason, EventRecord, OpId,
+};
+use crate::provider::{
+    LlmEvent, LlmProvider, ProviderError, RealtimeControl, RealtimeEvent, RealtimeIo,
+    RealtimeParams, RealtimeProvider, SttControl, SttEvent, SttIo, SttProvider, SttSessionParams,
+    TtsEvent, TtsInput, TtsParams, TtsProvider,
+};
+use crate::ring::ring;
+use crate::vad::{VadConfig, VoiceDetector};
+
+/// What a media port reports after waiting for input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaInput {
+    /// Packets were taken in; frames may be ready at the next tick.
+    Received,
+    /// The caller pressed a key (RFC 4733).
+    Dtmf(char),
+    /// The remote side went away (transport closed): the caller hung up.
+    Closed,
+}
+
+/// The call's media: caller frames in, agent frames out, paced by the driver's 20 ms clock.
+///
+/// The RTP endpoint implements this over UDP (or an in-memory packet transport in tests).
+pub trait MediaPort: Send + 'static {
+    /// Waits for input from the network and takes it in (jitter buffer insert).
+    fn recv(&mut self, now: Duration) -> impl Future<Output = io::Result<MediaInput>> + Send + '_;
+    /// The caller's frame for this 20 ms tick at `caller_rate()`, if the stream has one
+    /// (decoded, concealed or recovered); `false` during silence or before the stream starts.
+    fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool;
+    /// Sends the agent's frame for this tick (`None` = the agent is silent).
+    fn send_agent_frame(&mut self, now: Duration, frame: Option<&AudioFrame>) -> io::Result<()>;
+    /// Rate of the frames `caller_frame` produces (8 or 16 kHz, for VAD and STT).
+    fn caller_rate(&self) -> SampleRate;
+}
+
+/// The providers a call uses; the pipeline picks STT+LLM+TTS or the realtime model.
+#[derive(Clone, Default)]
+pub struct ProviderSet {
+    /// Speech-to-text.
+    pub stt: Option<Arc<dyn SttProvider>>,
+    /// Language model.
+    pub llm: Option<Arc<dyn LlmProvider>>,
+    /// Text-to-speech.
+    pub tts: Option<Arc<dyn TtsProvider>>,
+    /// Speech-to-speech model.
+    pub realtime: Option<Arc<dyn RealtimeProvider>>,
+}
+
+/// Receives what was actually heard on each side, frame by frame (for the stereo recording).
+pub trait RecordingSink: Send + 'static {
+    /// One 20 ms tick: the caller's frame (if any) and the agent's frame (if any).
+    fn on_frames(&mut self, caller: Option<&AudioFrame>, agent: Option<&AudioFrame>);
+}
+
+/// Driver-level options.
+#[derive(Clone, Debug)]
+pub struct DriverOptions {
+    /// VAD settings.
+    pub vad: VadConfig,
+    /// Frames buffered toward STT before the oldest are dropped (and counted).
+    pub stt_ring_frames: usize,
+    /// Answer at once instead of waiting for `CallHandle::answer`.
+    pub auto_answer: bool,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions {
+            vad: VadConfig::default(),
+            stt_ring_frames: 250,
+            auto_answer: true,
+        }
+    }
+}
+
+/// Messages from the host to a running call.
+#[derive(Debug)]
+enum HostMsg {
+    Answer,
+    Command(CallCommand, oneshot::Sender<Result<(), CommandError>>),
+    ToolResult(String, serde_json::Value),
+    HangUp,
+}
+
+/// Control of a running call: commands, tool results, hang-up.
+#[derive(Clone, Debug)]
+pub struct CallControl {
+    tx: mpsc::UnboundedSender<HostMsg>,
+}
+
+/// Why a control request could not be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// The call has already ended.
+    #[error("the call has ended")]
+    CallEnded,
+    /// The call refused the command.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+impl CallControl {
+    /// Answers a ringing call (when `auto_answer` is off).
+    pub fn answer(&self) -> Result<(), ControlError> {
+        self.tx
+            .send(HostMsg::Answer)
+            .map_err(|_| ControlError::CallEnded)
+    }
+
+    /// Sends a command and waits until the call accepted or refused it.
+    pub async fn command(&self, command: CallCommand) -> Result<(), ControlError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(HostMsg::Command(command, tx))
+            .map_err(|_| ControlError::CallEnded)?;
+        rx.await
+            .map_err(|_| ControlError::CallEnded)?
+            .map_err(ControlError::from)
+    }
+
+    /// Delivers the host's result for a tool call.
+    pub fn tool_result(
+        &self,
+        id: impl Into<String>,
+        result: serde_json::Value,
+    ) -> Result<(), ControlError> {
+        self.tx
+            .send(HostMsg::ToolResult(id.into(), result))
+            .map_err(|_| ControlError::CallEnded)
+    }
+
+    /// The caller hung up (signalled by the host's signalling layer).
+    pub fn hang_up(&self) -> Result<(), ControlError> {
+        self.tx
+            .send(HostMsg::HangUp)
+            .map_err(|_| ControlError::CallEnded)
+    }
+}
+
+/// The ordered event stream of a call. Unbounded: a slow reader never stalls the call
+/// and never loses an event.
+pub struct EventStream {
+    rx: mpsc::UnboundedReceiver<EventRecord>,
+}
+
+impl EventStream {
+    /// The next event, or `None` after the last one.
+    pub async fn next(&mut self) -> Option<EventRecord> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_next(&mut self) -> Option<EventRecord> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// Counters of the call's media path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MediaCounters {
+    /// Driver ticks (20 ms each).
+    pub ticks: u64,
+    /// Caller frames processed.
+    pub caller_frames: u64,
+    /// Agent frames sent (non-silent).
+    pub agent_frames: u64,
+    /// Caller frames dropped because the STT ring was full.
+    pub stt_frames_dropped: u64,
+    /// Ticks that ran more than 10 ms late.
+    pub late_ticks: u64,
+}
+
+/// What is left when a call task ends.
+#[derive(Clone, Debug)]
+pub struct CallOutcome {
+    /// Why the call ended.
+    pub end_reason: EndReason,
+    /// The final conversation history.
+    pub history: Vec<crate::provider::ChatMessage>,
+    /// Media counters.
+    pub media: MediaCounters,
+}
+
+/// A call ready to run: spawn `run()` and keep the control and event handles.
+pub struct CallTask<P: MediaPort> {
+    call: Call,
+    port: P,
+    providers: ProviderSet,
+    options: DriverOptions,
+    host_rx: mpsc::UnboundedReceiver<HostMsg>,
+    events_tx: mpsc::UnboundedSender<EventRecord>,
+    recording: Option<Box<dyn RecordingSink>>,
+}
+
+/// Builds a call task and its host-side handles.
+pub fn new_call<P: MediaPort>(
+    settings: CallSettings,
+    providers: ProviderSet,
+    port: P,
+    options: DriverOptions,
+) -> (CallTask<P>, CallControl, EventStream) {
+    let (host_tx, host_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    (
+        CallTask {
+            call: Call::new(settings),
+            port,
+            providers,
+            options,
+            host_rx,
+            events_tx,
+            recording: None,
+        },
+        CallControl { tx: host_tx },
+        EventStream { rx: events_rx },
+    )
+}
+
+/// Provider output, tagged with the operation it belongs to.
+enum ProviderMsg {
+    Stt(SttEvent),
+    SttEnded(Result<(), ProviderError>),
+    Llm(OpId, LlmEvent),
+    LlmEnded(OpId, Result<(), ProviderError>),
+    Tts(OpId, TtsEvent),
+    TtsEnded(OpId, Result<(), ProviderError>),
+    Realtime(RealtimeEvent),
+    RealtimeEnded(Result<(), ProviderError>),
+}
+
+/// Spawns `session` with its typed event channel forwarded into the driver's channel.
+fn spawn_forwarding<E: Send + 'static>(
+    session: impl Future<Output = Result<(), ProviderError>> + Send + 'static,
+    mut events: mpsc::UnboundedReceiver<E>,
+    out: mpsc::UnboundedSender<ProviderMsg>,
+    wrap: impl Fn(E) -> ProviderMsg + Send + 'static,
+    ended: impl FnOnce(Result<(), ProviderError>) -> ProviderMsg + Send + 'static,
+) -> AbortHandle {
+    tokio::spawn(async move {
+        let forward = {
+            let out = out.clone();
+            async move {
+                while let Some(e) = events.recv().await {
+                    if out.send(wrap(e)).is_err() {
+                        break;
+                    }
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(session, forward);
+        let _ = out.send(ended(result));
+    })
+    .abort_handle()
+}
+
+impl<P: MediaPort> CallTask<P> {
+    /// Adds a sink that receives both sides of the call, as heard.
+    pub fn with_recording(mut self, sink: Box<dyn RecordingSink>) -> Self {
+        self.recording = Some(sink);
+        self
+    }
+
+    /// Runs the call to its end.
+    pub async fn run(self) -> CallOutcome {
+        let CallTask {
+            mut call,
+            mut port,
+            providers,
+            options,
+            mut host_rx,
+            events_tx,
+            mut recording,
+        } = self;
+        let start = Instant::now();
+        let elapsed = move || Instant::now().saturating_duration_since(start);
+        let (ptx, mut prx) = mpsc::unbounded_channel::<ProviderMsg>();
+        let mut seq = 0u64;
+        let mut counters = MediaCounters::default();
+        let caller_rate = port.caller_rate();
+        let mut vad = VoiceDetector::new(caller_rate, options.vad).ok();
+        let mut caller_frame = AudioFrame::silent(caller_rate);
+        let mut agent_frame = AudioFrame::silent(SampleRate::Hz24000);
+        let realtime = call.settings().realtime;
+
+        // Caller audio goes to STT (pipeline) or to the realtime model, started while ringing (pre-warm).
+        let (audio_tx, audio_rx) = ring::<AudioFrame>(options.stt_ring_frames);
+        let mut stt_control: Option<mpsc::UnboundedSender<SttControl>> = None;
+        let mut rt_control: Option<mpsc::UnboundedSender<RealtimeControl>> = None;
+        let mut session_aborts: Vec<AbortHandle> = Vec::new();
+        if realtime {
+            if let Some(rt) = providers.realtime.clone() {
+                let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+                let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+                let params = RealtimeParams {
+                    input_rate: caller_rate,
+                    instructions: call.settings().system_prompt.clone(),
+                    tools: call.settings().tool_specs(),
+                    history: Vec::new(),
+                };
+                let io = RealtimeIo {
+                    audio: audio_rx,
+                    control: ctl_rx,
+                    events: ev_tx,
+                };
+                session_aborts.push(spawn_forwarding(
+                    rt.run(params, io),
+                    ev_rx,
+                    ptx.clone(),
+                    ProviderMsg::Realtime,
+                    ProviderMsg::RealtimeEnded,
+                ));
+                rt_control = Some(ctl_tx);
+            }
+        } else if let Some(stt) = providers.stt.clone() {
+            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+            let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+            let io = SttIo {
+                audio: audio_rx,
+                control: ctl_rx,
+                events: ev_tx,
+            };
+            session_aborts.push(spawn_forwarding(
+                stt.run(
+                    SttSessionParams {
+                        sample_rate: caller_rate,
+                    },
+                    io,
+                ),
+                ev_rx,
+                ptx.clone(),
+                ProviderMsg::Stt,
+                ProviderMsg::SttEnded,
+            ));
+            stt_control = Some(ctl_tx);
+        }
+
+        let mut llm_tasks: HashMap<OpId, AbortHandle> = HashMap::new();
+        let mut tts_tasks: HashMap<OpId, (AbortHandle, Option<mpsc::UnboundedSender<TtsInput>>)> =
+            HashMap::new();
+        let mut ticker = tokio::time::interval(Duration::from_millis(FRAME_MS as u64));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut next_tick_due = start;
+        let mut answered = false;
+        if options.auto_answer {
+            call.start(elapsed());
+            answered = true;
+        }
+        let mut end_reason = None;
+        let mut transport_open = true;
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = ticker.tick() => {
+                    let now = elapsed();
+                    counters.ticks += 1;
+                    let due = next_tick_due;
+                    next_tick_due += Duration::from_millis(FRAME_MS as u64);
+                    if Instant::now().saturating_duration_since(due) > Duration::from_millis(10) {
+                        counters.late_ticks += 1;
+                    }
+                    // Inbound: one caller frame per tick through VAD to the core and to STT.
+                    let have_caller = port.caller_frame(now, &mut caller_frame);
+                    if have_caller {
+                        counters.caller_frames += 1;
+                        if let Some(vad) = vad.as_mut() {
+                            let outcome = vad.process(now, &caller_frame);
+                            call.on_caller_vad(now, outcome);
+                        }
+                        if call.forwards_caller_audio() && !audio_tx.push(caller_frame) {
+                            counters.stt_frames_dropped += 1;
+                        }
+                    }
+                    call.tick(now);
+                    // Outbound: the agent's frame for this tick.
+                    let agent = call.pull_agent_frame(now, &mut agent_frame).map(|_| &agent_frame);
+                    if agent.is_some() {
+                        counters.agent_frames += 1;
+                    }
+                    if let Some(rec) = recording.as_mut() {
+                        rec.on_frames(have_caller.then_some(&caller_frame), agent);
+                    }
+                    if let Err(e) = port.send_agent_frame(now, agent) {
+                        call.fail(now, format!("media send failed: {e}"));
+                    }
+                }
+                input = port.recv(elapsed()), if transport_open => {
+                    let now = elapsed();
+                    match input {
+                        Ok(MediaInput::Received) => {}
+                        Ok(MediaInput::Dtmf(d)) => call.on_dtmf(now, d),
+                        Ok(MediaInput::Closed) => {
+                            transport_open = false;
+                            call.caller_hung_up(now);
+                        }
+                        Err(e) => {
+                            transport_open = false;
+                            call.fail(now, format!("media receive failed: {e}"));
+                        }
+                    }
+                }
+                Some(msg) = prx.recv() => {
+                    let now = elapsed();
+                    match msg {
+                        ProviderMsg::Stt(e) => call.on_stt(now, e),
+                        ProviderMsg::SttEnded(r) => {
+                            if let Err(e) = r {
+                                call.on_stt(now, SttEvent::Failed(e));
+                            }
+                        }
+                        ProviderMsg::Llm(op, e) => call.on_llm(now, op, e),
+                        ProviderMsg::LlmEnded(op, r) => {
+                            llm_tasks.remove(&op);
+                            if let Err(e) = r {
+                                call.on_llm_error(now, op, e);
+                            }
+                        }
+                        ProviderMsg::Tts(op, e) => call.on_tts(now, op, e),
+                        ProviderMsg::TtsEnded(op, r) => {
+                            tts_tasks.remove(&op);
+                            match r {
+                                Err(e) => call.on_tts_error(now, op, e),
+                                // A session that ends without `Done` still ends its audio.
+                                Ok(()) => call.on_tts(now, op, TtsEvent::Done),
+                            }
+                        }
+                        ProviderMsg::Realtime(e) => call.on_realtime(now, e),
+                        ProviderMsg::RealtimeEnded(r) => {
+                            if let Err(e) = r {
+                                call.on_realtime(now, RealtimeEvent::Failed(e));
+                            }
+                        }
+                    }
+                }
+                Some(msg) = host_rx.recv() => {
+                    let now = elapsed();
+                    match msg {
+                        HostMsg::Answer => {
+                            if !answered {
+                                answered = true;
+                                call.start(now);
+                            }
+                        }
+                        HostMsg::Command(c, reply) => {
+                            let _ = reply.send(call.on_command(now, c));
+                        }
+                        HostMsg::ToolResult(id, v) => {
+                            call.on_tool_result(now, &id, v);
+                        }
+                        HostMsg::HangUp => call.caller_hung_up(now),
+                    }
+                }
+            }
+
+            // Carry out what the core asked for.
+            while let Some(action) = call.poll_action() {
+                match action {
+                    Action::Emit(event) => {
+                        let record = EventRecord {
+                            seq,
+                            at_ms: elapsed().as_millis() as u64,
+                            event,
+                        };
+                        seq += 1;
+                        // A reader that went away does not stop the call.
+                        let _ = events_tx.send(record);
+                    }
+                    Action::SttFinalize => {
+                        if let Some(c) = &stt_control {
+                            let _ = c.send(SttControl::Finalize);
+                        }
+                    }
+                    Action::StartLlm { op, request } => {
+                        if let Some(llm) = providers.llm.clone() {
+                            let (tx, rx) = mpsc::unbounded_channel();
+                            let h = spawn_forwarding(
+                                llm.stream(request, tx),
+                                rx,
+                                ptx.clone(),
+                                move |e| ProviderMsg::Llm(op, e),
+                                move |r| ProviderMsg::LlmEnded(op, r),
+                            );
+                            llm_tasks.insert(op, h);
+                        } else {
+                            call.on_llm_error(
+                                elapsed(),
+                                op,
+                                ProviderError::Config {
+                                    provider: "llm".into(),
+                                    detail: "no language model configured".into(),
+                                },
+                            );
+                        }
+                    }
+                    Action::CancelLlm { op } => {
+                        if let Some(h) = llm_tasks.remove(&op) {
+                            h.abort();
+                        }
+                    }
+                    Action::StartTts { op } => {
+                        if let Some(tts) = providers.tts.clone() {
+                            let (in_tx, in_rx) = mpsc::unbounded_channel();
+                            let (tx, rx) = mpsc::unbounded_channel();
+                            let params = TtsParams {
+                                preferred_rate: SampleRate::Hz24000,
+                            };
+                            let h = spawn_forwarding(
+                                tts.synthesize(params, in_rx, tx),
+                                rx,
+                                ptx.clone(),
+                                move |e| ProviderMsg::Tts(op, e),
+                                move |r| ProviderMsg::TtsEnded(op, r),
+                            );
+                            tts_tasks.insert(op, (h, Some(in_tx)));
+                        } else {
+                            call.on_tts_error(
+                                elapsed(),
+                                op,
+                                ProviderError::Config {
+                                    provider: "tts".into(),
+                                    detail: "no text-to-speech configured".into(),
+                                },
+                            );
+                        }
+                    }
+                    Action::TtsText { op, text } => {
+                        if let Some((_, Some(tx))) = tts_tasks.get(&op) {
+                            let _ = tx.send(TtsInput::Text(text));
+                        }
+                    }
+                    Action::TtsEnd { op } => {
+                        if let Some((_, input)) = tts_tasks.get_mut(&op) {
+                            if let Some(tx) = input.take() {
+                                let _ = tx.send(TtsInput::End);
+                            }
+                        }
+                    }
+                    Action::CancelTts { op } => {
+                        if let Some((h, _)) = tts_tasks.remove(&op) {
+                            h.abort();
+                        }
+                    }
+                    Action::Realtime(c) => {
+                        if let Some(tx) = &rt_control {
+                            let _ = tx.send(c);
+                        }
+                    }
+                    Action::Transfer { .. } => {}
+                    Action::Hangup { reason } => end_reason = Some(reason),
+                }
+            }
+
+            if let Some(reason) = end_reason.take() {
+                // Stop media, close sessions politely, cancel what is in flight.
+                let _ = port.send_agent_frame(elapsed(), None);
+                if let Some(c) = &stt_control {
+                    let _ = c.send(SttControl::Close);
+                }
+                if let Some(c) = &rt_control {
+                    let _ = c.send(RealtimeControl::Close);
+                }
+                for (_, h) in llm_tasks.drain() {
+                    h.abort();
+                }
+                for (_, (h, _)) in tts_tasks.drain() {
+                    h.abort();
+                }
+                drop(audio_tx);
+                // Give sessions a moment to deliver their last finals, then stop them.
+                let grace = tokio::time::sleep(Duration::from_secs(2));
+                tokio::pin!(grace);
+                loop {
+                    tokio::select! {
+                        _ = &mut grace => break,
+                        msg = prx.recv() => match msg {
+                            Some(ProviderMsg::SttEnded(_)) | Some(ProviderMsg::RealtimeEnded(_)) | None => break,
+                            Some(_) => {}
+                        },
+                    }
+                }
+                for h in session_aborts {
+                    h.abort();
+                }
+                return CallOutcome {
+                    end_reason: reason,
+                    history: call.history().to_vec(),
+                    media: counters,
+                };
+            }
+            if call.is_ended() && end_reason.is_none() && !transport_open && prx.is_empty() {
+                // Ended without a hang-up action (cannot happen by construction); end safely.
+                return CallOutcome {
+                    end_reason: EndReason::Error,
+                    history: call.history().to_vec(),
+                    media: counters,
+                };
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send<T: Send>(_: &T) {}
+
+#[allow(dead_code)]
+fn driver_future_is_send<P: MediaPort>(task: CallTask<P>) {
+    let fut = task.run();
+    assert_send(&fut);
+}
