@@ -3,6 +3,8 @@
 //!
 //! Everything here is plain data plus pure functions; sending HTTP requests is left to the host.
 
+pub mod control;
 pub mod time;
 
+pub use control::{CallControlResponse, ControlCommand, ControlError, RateLimited, RateLimiter};
 pub use time::{TimeError, Timestamp};
