@@ -5,6 +5,14 @@
 
 pub mod control;
 pub mod time;
+pub mod webhook;
 
 pub use control::{CallControlResponse, ControlCommand, ControlError, RateLimited, RateLimiter};
 pub use time::{TimeError, Timestamp};
+pub use webhook::{
+    AssistantRequest, AssistantRequestResponse, AssistantSelection, CallInfo, CallStatus, CallType,
+    Customer, EndOfCallReport, EndReason, Envelope, FunctionCall, JsonObject, PhoneNumberInfo,
+    Pipeline, Role, StatusUpdate, ToolCall, ToolCallKind, ToolCallResult, ToolCalls,
+    ToolCallsResponse, ToolOutcome, TranscriptMessage, WebhookBody, WebhookError, WebhookEvent,
+    WebhookEventKind,
+};
