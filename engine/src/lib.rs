@@ -11,3 +11,4 @@ pub mod driver;
 pub mod provider;
 pub mod ring;
 pub mod vad;
+pub mod platform;
