@@ -8,7 +8,8 @@ pub use voxline_codecs as codecs;
 
 pub mod call;
 pub mod driver;
+pub mod platform;
 pub mod provider;
 pub mod ring;
+pub mod testkit;
 pub mod vad;
-pub mod platform;

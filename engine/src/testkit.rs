@@ -1,0 +1,366 @@
+//! In-process scripted providers for tests, examples and load measurement.
+//!
+//! They implement the real provider traits with deterministic behaviour and
+//! configurable latencies: STT hears utterances in the real caller audio and
+//! answers with scripted text, the LLM follows rules, TTS renders a voiced
+//! signal with word timings. They never touch the network.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use voxline_codecs::SampleRate;
+
+use crate::provider::{
+    BoxFuture, LlmEvent, LlmProvider, LlmRequest, ProviderError, Role, SpokenSpan, SttControl,
+    SttEvent, SttIo, SttProvider, SttSessionParams, TokenUsage, ToolCallRequest, Transcript,
+    TtsEvent, TtsInput, TtsParams, TtsProvider, Word,
+};
+
+/// Speech recognition stand-in: detects utterances in the caller audio by energy
+/// and emits the next scripted transcript for each one.
+#[derive(Clone)]
+pub struct ScriptedStt {
+    script: Arc<Mutex<VecDeque<String>>>,
+    /// Delay between the end of an utterance (or a finalize) and its final transcript.
+    pub final_latency: Duration,
+    /// Frames louder than this (dBFS) count as speech.
+    pub speech_dbfs: f32,
+    /// Silence that ends an utterance.
+    pub utterance_gap: Duration,
+}
+
+impl ScriptedStt {
+    /// Utterances are transcribed as `script` entries, in order.
+    pub fn new<S: Into<String>>(script: impl IntoIterator<Item = S>) -> Self {
+        ScriptedStt {
+            script: Arc::new(Mutex::new(script.into_iter().map(Into::into).collect())),
+            final_latency: Duration::from_millis(150),
+            speech_dbfs: -45.0,
+            utterance_gap: Duration::from_millis(500),
+        }
+    }
+}
+
+impl SttProvider for ScriptedStt {
+    fn name(&self) -> &str {
+        "scripted-stt"
+    }
+
+    fn run(
+        &self,
+        _params: SttSessionParams,
+        io: SttIo,
+    ) -> BoxFuture<'static, Result<(), ProviderError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let SttIo {
+                audio,
+                mut control,
+                events,
+            } = io;
+            let _ = events.send(SttEvent::Ready);
+            let frame = Duration::from_millis(20);
+            let mut pos = Duration::ZERO;
+            let mut voiced = Duration::ZERO;
+            let mut gap = Duration::ZERO;
+            let mut start = Duration::ZERO;
+            let mut interim_sent = false;
+            let mut in_utterance = false;
+            let next_text = |this: &ScriptedStt| {
+                this.script
+                    .lock()
+                    .ok()
+                    .and_then(|mut s| s.pop_front())
+                    .unwrap_or_default()
+            };
+            let mut current: Option<String> = None;
+            loop {
+                tokio::select! {
+                    frame_in = audio.recv() => {
+                        let Some(f) = frame_in else { break };
+                        let loud = f.level_dbfs() >= this.speech_dbfs;
+                        if loud {
+                            if !in_utterance {
+                                in_utterance = true;
+                                start = pos;
+                                voiced = Duration::ZERO;
+                                interim_sent = false;
+                                let _ = events.send(SttEvent::SpeechStarted);
+                            }
+                            voiced += frame;
+                            gap = Duration::ZERO;
+                        } else if in_utterance {
+                            gap += frame;
+                        }
+                        pos += frame;
+                        if in_utterance && !interim_sent && voiced >= Duration::from_millis(400) {
+                            interim_sent = true;
+                            let text = current.get_or_insert_with(|| next_text(&this)).clone();
+                            let half: Vec<&str> = text.split_whitespace().collect();
+                            let half = half[..half.len().div_ceil(2)].join(" ");
+                            let _ = events.send(SttEvent::Transcript(transcript(&half, false, false, start, pos)));
+                        }
+                        if in_utterance && gap >= this.utterance_gap {
+                            in_utterance = false;
+                            let text = current.take().unwrap_or_else(|| next_text(&this));
+                            tokio::time::sleep(this.final_latency).await;
+                            let _ = events.send(SttEvent::Transcript(transcript(&text, true, false, start, pos - gap)));
+                            let _ = events.send(SttEvent::UtteranceEnd);
+                        }
+                    }
+                    ctl = control.recv() => match ctl {
+                        Some(SttControl::Finalize) => {
+                            if in_utterance || current.is_some() {
+                                in_utterance = false;
+                                let text = current.take().unwrap_or_else(|| next_text(&this));
+                                tokio::time::sleep(this.final_latency).await;
+                                let mut t = transcript(&text, true, true, start, pos);
+                                t.from_finalize = true;
+                                let _ = events.send(SttEvent::Transcript(t));
+                            }
+                        }
+                        Some(SttControl::Close) | None => break,
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn transcript(
+    text: &str,
+    is_final: bool,
+    speech_final: bool,
+    start: Duration,
+    end: Duration,
+) -> Transcript {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let span = end.saturating_sub(start);
+    let per = if words.is_empty() {
+        Duration::ZERO
+    } else {
+        span / words.len() as u32
+    };
+    Transcript {
+        text: text.to_string(),
+        is_final,
+        speech_final,
+        from_finalize: false,
+        confidence: 0.95,
+        words: words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Word {
+                text: w.to_string(),
+                start: start + per * i as u32,
+                end: start + per * (i as u32 + 1),
+                confidence: 0.95,
+            })
+            .collect(),
+    }
+}
+
+/// One step of a scripted model reply.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptedReply {
+    /// Reply with this text (streamed word by word).
+    Text(String),
+    /// Call a tool with these JSON arguments.
+    Tool {
+        /// Function name.
+        name: String,
+        /// Arguments JSON text.
+        arguments: String,
+    },
+}
+
+type Rule = Arc<dyn Fn(&LlmRequest) -> Vec<ScriptedReply> + Send + Sync>;
+
+/// Language-model stand-in: a rule maps the request to a reply, streamed with latencies.
+#[derive(Clone)]
+pub struct ScriptedLlm {
+    rule: Rule,
+    /// Delay before the first token.
+    pub first_token_latency: Duration,
+    /// Delay between tokens (words).
+    pub token_interval: Duration,
+    /// Requests seen, for assertions.
+    pub requests: Arc<Mutex<Vec<LlmRequest>>>,
+}
+
+impl ScriptedLlm {
+    /// A model whose reply is computed by `rule`.
+    pub fn new(rule: impl Fn(&LlmRequest) -> Vec<ScriptedReply> + Send + Sync + 'static) -> Self {
+        ScriptedLlm {
+            rule: Arc::new(rule),
+            first_token_latency: Duration::from_millis(200),
+            token_interval: Duration::from_millis(10),
+            requests: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// A model that always answers with the same text.
+    pub fn always(text: impl Into<String>) -> Self {
+        let text = text.into();
+        Self::new(move |_| vec![ScriptedReply::Text(text.clone())])
+    }
+
+    /// The text of the last user message of a request.
+    pub fn last_user(request: &LlmRequest) -> &str {
+        request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+            .unwrap_or("")
+    }
+}
+
+impl LlmProvider for ScriptedLlm {
+    fn name(&self) -> &str {
+        "scripted-llm"
+    }
+
+    fn stream(
+        &self,
+        request: LlmRequest,
+        events: mpsc::UnboundedSender<LlmEvent>,
+    ) -> BoxFuture<'static, Result<(), ProviderError>> {
+        let replies = (self.rule)(&request);
+        if let Ok(mut r) = self.requests.lock() {
+            r.push(request);
+        }
+        let first = self.first_token_latency;
+        let interval = self.token_interval;
+        Box::pin(async move {
+            tokio::time::sleep(first).await;
+            let _ = events.send(LlmEvent::FirstByte);
+            let mut completion = 0u64;
+            for (i, reply) in replies.into_iter().enumerate() {
+                match reply {
+                    ScriptedReply::Text(text) => {
+                        for (j, word) in text.split_inclusive(' ').enumerate() {
+                            if i + j > 0 {
+                                tokio::time::sleep(interval).await;
+                            }
+                            completion += 1;
+                            let _ = events.send(LlmEvent::TextDelta(word.to_string()));
+                        }
+                    }
+                    ScriptedReply::Tool { name, arguments } => {
+                        completion += 8;
+                        let _ = events.send(LlmEvent::ToolCall(ToolCallRequest {
+                            id: format!("call_{}_{}", name, i),
+                            name,
+                            arguments,
+                        }));
+                    }
+                }
+            }
+            let _ = events.send(LlmEvent::Usage(TokenUsage {
+                prompt_tokens: 100,
+                completion_tokens: completion,
+            }));
+            let _ = events.send(LlmEvent::Done);
+            Ok(())
+        })
+    }
+}
+
+/// Text-to-speech stand-in: renders a voiced harmonic signal, about 60 ms per
+/// character, in 100 ms chunks, with word timings.
+#[derive(Clone)]
+pub struct ScriptedTts {
+    /// Delay before the first audio of each text chunk.
+    pub first_byte_latency: Duration,
+    /// Audio per character of text.
+    pub per_char: Duration,
+    /// Output rate.
+    pub rate: SampleRate,
+    /// Render faster than real time (like real TTS), chunk by chunk with no pacing.
+    pub chunk: Duration,
+}
+
+impl Default for ScriptedTts {
+    fn default() -> Self {
+        ScriptedTts {
+            first_byte_latency: Duration::from_millis(120),
+            per_char: Duration::from_millis(60),
+            rate: SampleRate::Hz24000,
+            chunk: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A voiced, speech-like test signal (harmonics of a gliding pitch with a syllable envelope).
+pub fn voiced_signal(rate: SampleRate, start_sample: usize, out: &mut [i16]) {
+    let hz = rate.hz() as f32;
+    for (i, s) in out.iter_mut().enumerate() {
+        let t = (start_sample + i) as f32 / hz;
+        let f0 = 140.0 + 20.0 * (2.0 * std::f32::consts::PI * 0.7 * t).sin();
+        let syllable = 0.55 + 0.45 * (2.0 * std::f32::consts::PI * 4.0 * t).sin().abs();
+        let mut v = 0.0;
+        for k in 1..6 {
+            v += (2.0 * std::f32::consts::PI * f0 * k as f32 * t).sin() / k as f32;
+        }
+        *s = (v * syllable * 6000.0) as i16;
+    }
+}
+
+impl TtsProvider for ScriptedTts {
+    fn name(&self) -> &str {
+        "scripted-tts"
+    }
+
+    fn synthesize(
+        &self,
+        _params: TtsParams,
+        mut input: mpsc::UnboundedReceiver<TtsInput>,
+        events: mpsc::UnboundedSender<TtsEvent>,
+    ) -> BoxFuture<'static, Result<(), ProviderError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let mut produced = 0usize;
+            let rate = this.rate;
+            while let Some(item) = input.recv().await {
+                let text = match item {
+                    TtsInput::Text(t) => t,
+                    TtsInput::End => break,
+                };
+                tokio::time::sleep(this.first_byte_latency).await;
+                let offset = Duration::from_micros(produced as u64 * 1_000_000 / rate.hz() as u64);
+                let mut spans = Vec::new();
+                let mut at = offset;
+                for word in text.split_inclusive(' ') {
+                    let d = this.per_char * word.chars().count() as u32;
+                    spans.push(SpokenSpan {
+                        text: word.to_string(),
+                        start: at,
+                        end: at + d,
+                    });
+                    at += d;
+                }
+                let _ = events.send(TtsEvent::Alignment(spans));
+                let total =
+                    ((at - offset).as_micros() as u64 * rate.hz() as u64 / 1_000_000) as usize;
+                let chunk = (this.chunk.as_micros() as u64 * rate.hz() as u64 / 1_000_000) as usize;
+                let mut done = 0;
+                while done < total {
+                    let n = chunk.min(total - done);
+                    let mut samples = vec![0i16; n];
+                    voiced_signal(rate, produced, &mut samples);
+                    produced += n;
+                    done += n;
+                    let _ = events.send(TtsEvent::Audio { rate, samples });
+                    tokio::task::yield_now().await;
+                }
+            }
+            let _ = events.send(TtsEvent::Done);
+            Ok(())
+        })
+    }
+}

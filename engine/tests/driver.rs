@@ -1,0 +1,247 @@
+//! The tokio driver on virtual time with scripted providers: a whole call from
+//! greeting to hang-up, barge-in, and a slow event reader.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use voxline_codecs::{AudioFrame, FrameOrigin, SampleRate};
+use voxline_engine::call::{CallCommand, CallEvent, CallSettings, EndReason};
+use voxline_engine::driver::{new_call, DriverOptions, MediaInput, MediaPort, ProviderSet};
+use voxline_engine::provider::Role;
+use voxline_engine::testkit::{
+    voiced_signal, ScriptedLlm, ScriptedReply, ScriptedStt, ScriptedTts,
+};
+
+/// A media port that plays a caller timeline of speech segments and records agent frames.
+struct PcmPort {
+    /// (start, end) of caller speech, in call time.
+    speech: Vec<(Duration, Duration)>,
+    sample: usize,
+    agent: Arc<Mutex<Vec<(Duration, bool)>>>,
+}
+
+impl MediaPort for PcmPort {
+    fn recv(
+        &mut self,
+        _now: Duration,
+    ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
+        std::future::pending()
+    }
+
+    fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
+        out.reset(SampleRate::Hz16000, FrameOrigin::Received);
+        let speaking = self.speech.iter().any(|&(a, b)| now >= a && now < b);
+        if speaking {
+            voiced_signal(SampleRate::Hz16000, self.sample, out.samples_mut());
+        } else {
+            // A phone line is never digital silence.
+            for (i, s) in out.samples_mut().iter_mut().enumerate() {
+                *s = (((self.sample + i) * 7919 % 61) as i16) - 30;
+            }
+        }
+        self.sample += 320;
+        true
+    }
+
+    fn send_agent_frame(&mut self, now: Duration, frame: Option<&AudioFrame>) -> io::Result<()> {
+        self.agent
+            .lock()
+            .unwrap()
+            .push((now, frame.is_some_and(|f| !f.is_digital_silence())));
+        Ok(())
+    }
+
+    fn caller_rate(&self) -> SampleRate {
+        SampleRate::Hz16000
+    }
+}
+
+fn s(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+fn providers(stt: ScriptedStt, llm: ScriptedLlm) -> ProviderSet {
+    ProviderSet {
+        stt: Some(Arc::new(stt)),
+        llm: Some(Arc::new(llm)),
+        tts: Some(Arc::new(ScriptedTts::default())),
+        realtime: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn whole_call_greeting_turn_and_hangup() {
+    let settings = CallSettings {
+        system_prompt: "You are the clinic's receptionist.".into(),
+        first_message: Some("Hello, thanks for calling.".into()),
+        ..Default::default()
+    };
+    let agent = Arc::new(Mutex::new(Vec::new()));
+    let port = PcmPort {
+        speech: vec![(s(4000), s(5500))],
+        sample: 0,
+        agent: agent.clone(),
+    };
+    let llm = ScriptedLlm::new(|req| {
+        let q = ScriptedLlm::last_user(req).to_lowercase();
+        if q.contains("open") {
+            vec![ScriptedReply::Text(
+                "We open at nine in the morning.".into(),
+            )]
+        } else {
+            vec![ScriptedReply::Text("Sorry?".into())]
+        }
+    });
+    let (task, control, mut events) = new_call(
+        settings,
+        providers(ScriptedStt::new(["When do you open tomorrow"]), llm),
+        port,
+        DriverOptions::default(),
+    );
+    let call = tokio::spawn(task.run());
+    tokio::time::sleep(s(12_000)).await;
+    control.hang_up().unwrap();
+    let outcome = call.await.unwrap();
+    assert_eq!(outcome.end_reason, EndReason::UserHangup);
+    let mut all = Vec::new();
+    while let Some(e) = events.try_next() {
+        all.push(e);
+    }
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.seq, i as u64, "ordered without gaps");
+    }
+    let kinds: Vec<&CallEvent> = all.iter().map(|e| &e.event).collect();
+    let pos =
+        |f: &dyn Fn(&CallEvent) -> bool| kinds.iter().position(|e| f(e)).unwrap_or(usize::MAX);
+    let greeting = pos(
+        &|e| matches!(e, CallEvent::AgentSpeechStopped { text, .. } if text.starts_with("Hello")),
+    );
+    let started = pos(&|e| matches!(e, CallEvent::CallerSpeechStarted));
+    let final_t = pos(&|e| matches!(e, CallEvent::Transcript { is_final: true, .. }));
+    let answer =
+        pos(&|e| matches!(e, CallEvent::AgentSpeechStopped { text, .. } if text.contains("nine")));
+    assert!(
+        greeting < started && started < final_t && final_t < answer,
+        "{kinds:#?}"
+    );
+    let latency = kinds
+        .iter()
+        .find_map(|e| match e {
+            CallEvent::Latency { latency, .. } => Some(latency.clone()),
+            _ => None,
+        })
+        .expect("latency reported");
+    // endpointing (min delay 400 ms after the final) + LLM 200 ms + TTS 120 ms, give or take frames.
+    assert!(
+        latency.voice_to_voice_ms >= 700 && latency.voice_to_voice_ms < 1600,
+        "{latency:?}"
+    );
+    let roles: Vec<Role> = outcome.history.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        vec![Role::System, Role::Assistant, Role::User, Role::Assistant]
+    );
+    assert_eq!(outcome.history[2].content, "When do you open tomorrow");
+    assert!(outcome.media.late_ticks == 0);
+    let frames = agent.lock().unwrap();
+    let voiced = frames.iter().filter(|(_, v)| *v).count();
+    assert!(voiced > 50, "agent audio was sent: {voiced}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_event_reader_loses_nothing_and_never_stalls_media() {
+    let settings = CallSettings {
+        first_message: Some("Hi there, how can I help you today?".into()),
+        ..Default::default()
+    };
+    let agent = Arc::new(Mutex::new(Vec::new()));
+    let port = PcmPort {
+        speech: vec![(s(4000), s(5000)), (s(9000), s(10_000))],
+        sample: 0,
+        agent: agent.clone(),
+    };
+    let (task, control, mut events) = new_call(
+        settings,
+        providers(
+            ScriptedStt::new(["I have a question", "Thank you"]),
+            ScriptedLlm::always("Of course, go ahead."),
+        ),
+        port,
+        DriverOptions::default(),
+    );
+    let call = tokio::spawn(task.run());
+    // The reader pauses for seconds between events.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(e) = events.next().await {
+            got.push(e);
+            tokio::time::sleep(s(3000)).await;
+        }
+        got
+    });
+    tokio::time::sleep(s(15_000)).await;
+    control.hang_up().unwrap();
+    let outcome = call.await.unwrap();
+    let got = reader.await.unwrap();
+    assert!(got.len() > 10);
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(e.seq, i as u64);
+    }
+    assert!(matches!(
+        got.last().unwrap().event,
+        CallEvent::Status { .. }
+    ));
+    // The media clock ran the whole time: one tick per 20 ms.
+    assert!(outcome.media.ticks >= 749, "ticks {}", outcome.media.ticks);
+    assert_eq!(outcome.media.late_ticks, 0);
+    // One frame per tick, plus the final silence sent at hang-up.
+    assert_eq!(agent.lock().unwrap().len() as u64, outcome.media.ticks + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn host_commands_reach_the_live_call() {
+    let agent = Arc::new(Mutex::new(Vec::new()));
+    let port = PcmPort {
+        speech: vec![],
+        sample: 0,
+        agent,
+    };
+    let (task, control, mut events) = new_call(
+        CallSettings::default(),
+        providers(
+            ScriptedStt::new(Vec::<String>::new()),
+            ScriptedLlm::always("Noted."),
+        ),
+        port,
+        DriverOptions::default(),
+    );
+    let call = tokio::spawn(task.run());
+    tokio::time::sleep(s(500)).await;
+    let bad = control
+        .command(CallCommand::Say {
+            content: "  ".into(),
+            end_after: false,
+        })
+        .await;
+    assert!(bad.is_err());
+    control
+        .command(CallCommand::Say {
+            content: "Your verification code is four two.".into(),
+            end_after: true,
+        })
+        .await
+        .unwrap();
+    let outcome = call.await.unwrap();
+    assert_eq!(outcome.end_reason, EndReason::HostEnded);
+    let mut spoken = None;
+    while let Some(e) = events.try_next() {
+        if let CallEvent::AgentSpeechStopped { text, .. } = e.event {
+            spoken = Some(text);
+        }
+    }
+    assert_eq!(
+        spoken.as_deref(),
+        Some("Your verification code is four two.")
+    );
+}
