@@ -7,6 +7,8 @@
 pub mod error;
 pub mod format;
 pub mod frame;
+pub mod g711;
+pub mod l16;
 pub mod seq;
 
 pub use error::CodecError;
