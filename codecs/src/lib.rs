@@ -9,9 +9,11 @@ pub mod format;
 pub mod frame;
 pub mod g711;
 pub mod l16;
+pub mod resample;
 pub mod seq;
 
 pub use error::CodecError;
 pub use format::PayloadFormat;
 pub use frame::{AudioFrame, FrameOrigin, SampleRate, FRAME_MS, MAX_FRAME_SAMPLES};
+pub use resample::Resampler;
 pub use seq::{SeqUnwrapper, TimestampUnwrapper};
