@@ -4,12 +4,25 @@
 //! component takes the current instant as an argument, so it is deterministic,
 //! testable on virtual time and benchable in isolation.
 
+pub mod codec;
 pub mod error;
+mod fifo;
 pub mod format;
 pub mod frame;
+pub mod g711;
+pub mod l16;
+pub mod opus;
+pub mod resample;
 pub mod seq;
+#[cfg(test)]
+mod test_signal;
 
+pub use codec::{
+    EncodedPacket, FrameDecoder, FrameEncoder, PacketDuration, PcmDecoder, PcmEncoder, PcmEncoding,
+};
 pub use error::CodecError;
 pub use format::PayloadFormat;
 pub use frame::{AudioFrame, FrameOrigin, SampleRate, FRAME_MS, MAX_FRAME_SAMPLES};
+pub use opus::{opus_packet_ticks, OpusConfig, OpusDecoder, OpusEncoder};
+pub use resample::Resampler;
 pub use seq::{SeqUnwrapper, TimestampUnwrapper};
