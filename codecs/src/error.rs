@@ -21,4 +21,7 @@ pub enum CodecError {
         /// Samples supplied.
         got: usize,
     },
+    /// A malformed RTP packet, or one that cannot be written.
+    #[error(transparent)]
+    Rtp(#[from] crate::rtp::RtpError),
 }

@@ -7,11 +7,13 @@
 pub mod error;
 pub mod format;
 pub mod frame;
+pub mod rtp;
 pub mod seq;
 pub mod stats;
 
 pub use error::CodecError;
 pub use format::PayloadFormat;
 pub use frame::{AudioFrame, FrameOrigin, SampleRate, FRAME_MS, MAX_FRAME_SAMPLES};
+pub use rtp::{RtpError, RtpHeader, RtpPacket, RtpSender, RtpSource, RtpWriter, SourceOutcome};
 pub use seq::{SeqUnwrapper, TimestampUnwrapper};
 pub use stats::{ReceiverStats, ReportBlock};
