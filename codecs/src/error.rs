@@ -24,4 +24,7 @@ pub enum CodecError {
     /// A malformed RTP packet, or one that cannot be written.
     #[error(transparent)]
     Rtp(#[from] crate::rtp::RtpError),
+    /// A malformed telephone-event payload or an invalid DTMF request.
+    #[error(transparent)]
+    Dtmf(#[from] crate::dtmf::DtmfError),
 }

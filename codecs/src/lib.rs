@@ -4,6 +4,7 @@
 //! component takes the current instant as an argument, so it is deterministic,
 //! testable on virtual time and benchable in isolation.
 
+pub mod dtmf;
 pub mod error;
 pub mod format;
 pub mod frame;
@@ -11,6 +12,7 @@ pub mod rtp;
 pub mod seq;
 pub mod stats;
 
+pub use dtmf::{DtmfEvent, DtmfReceiver, DtmfSender, TelephoneEvent};
 pub use error::CodecError;
 pub use format::PayloadFormat;
 pub use frame::{AudioFrame, FrameOrigin, SampleRate, FRAME_MS, MAX_FRAME_SAMPLES};
