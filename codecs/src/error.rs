@@ -27,4 +27,7 @@ pub enum CodecError {
     /// A malformed telephone-event payload or an invalid DTMF request.
     #[error(transparent)]
     Dtmf(#[from] crate::dtmf::DtmfError),
+    /// A payload-type mapping that was rejected.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
