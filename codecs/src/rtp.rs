@@ -430,8 +430,10 @@ impl<'a> RtpWriter<'a> {
             RtpPacketBuildError::PayloadTypeInvalid => {
                 RtpError::InvalidPayloadType(self.header.payload_type)
             }
-            RtpPacketBuildError::ExtensionTooLarge
-            | RtpPacketBuildError::ExtensionMissingPadding => {
+            RtpPacketBuildError::ExtensionTooLarge => {
+                RtpError::ExtensionTooLong(self.extension.map_or(0, |x| x.data.len()))
+            }
+            RtpPacketBuildError::ExtensionMissingPadding => {
                 RtpError::ExtensionUnaligned(self.extension.map_or(0, |x| x.data.len()))
             }
         })?;

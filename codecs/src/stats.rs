@@ -99,6 +99,7 @@ impl ReceiverStats {
 
     /// Records a media packet: `rtp_ts` is its timestamp, `arrival` its arrival time in RTP
     /// timestamp units on any local timeline (only differences matter; it may wrap).
+    /// Duplicates are counted but do not update the jitter estimate.
     pub fn record(&mut self, ext_seq: u64, rtp_ts: u32, arrival: u32) -> PacketOrder {
         let order = self.record_untimed(ext_seq);
         if order != PacketOrder::Duplicate {
