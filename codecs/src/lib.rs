@@ -7,9 +7,13 @@
 pub mod error;
 pub mod format;
 pub mod frame;
+pub mod jitter;
 pub mod seq;
 
 pub use error::CodecError;
 pub use format::PayloadFormat;
 pub use frame::{AudioFrame, FrameOrigin, SampleRate, FRAME_MS, MAX_FRAME_SAMPLES};
+pub use jitter::{
+    InsertOutcome, JitterBuffer, JitterConfig, JitterError, JitterStats, Playout, PlayoutAdjust,
+};
 pub use seq::{SeqUnwrapper, TimestampUnwrapper};
