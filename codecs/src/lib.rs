@@ -11,6 +11,7 @@ mod fifo;
 pub mod format;
 pub mod frame;
 pub mod g711;
+pub mod jitter;
 pub mod l16;
 pub mod opus;
 pub mod registry;
@@ -28,6 +29,9 @@ pub use dtmf::{DtmfEvent, DtmfReceiver, DtmfSender, TelephoneEvent};
 pub use error::CodecError;
 pub use format::PayloadFormat;
 pub use frame::{AudioFrame, FrameOrigin, SampleRate, FRAME_MS, MAX_FRAME_SAMPLES};
+pub use jitter::{
+    InsertOutcome, JitterBuffer, JitterConfig, JitterError, JitterStats, Playout, PlayoutAdjust,
+};
 pub use opus::{opus_packet_ticks, OpusConfig, OpusDecoder, OpusEncoder};
 pub use registry::{PayloadRegistry, RtpMap};
 pub use resample::Resampler;
