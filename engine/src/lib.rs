@@ -8,6 +8,7 @@ pub use voxline_codecs as codecs;
 
 pub mod call;
 pub mod driver;
+pub mod media;
 pub mod platform;
 pub mod provider;
 pub mod ring;
