@@ -5,3 +5,5 @@
 //! event stream and webhook payloads, and the provider traits it needs.
 
 pub use voxline_codecs as codecs;
+
+pub mod config;
