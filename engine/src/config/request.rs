@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::assistant::{canonical_assistant_key, Assistant, ASSISTANT_FIELDS};
 use super::error::ConfigError;
+use super::llm::{LlmKind, LlmProvider};
 
 /// Body of the `assistant-request` webhook response (schema AssistantRequestResponse).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -152,9 +153,15 @@ impl AssistantRequestResponse {
 
     /// Builds the call's assistant.
     ///
-    /// `number_assistant` is the assistant linked to the called number (used by `{}` and by an
-    /// override without `assistant_id`); `lookup` finds a saved assistant by id. A transient
-    /// assistant is used as given: it is not merged onto the number's assistant.
+    /// `number_assistant` is the assistant linked to the called number; `lookup` finds a saved
+    /// assistant by id. The response's blocks are laid over a base per top-level key (spec §3
+    /// shallow merge): hybrid mode over the saved assistant `assistant_id` names (or the number's
+    /// when no id is given), transient mode over the number's assistant when there is one, so a
+    /// partial transient config works ("full or partial config", spec §3). A full transient
+    /// config replaces every block it contains; without a number assistant it must be complete.
+    ///
+    /// When the response switches `llm_config` to a realtime provider and leaves `tts_config`
+    /// out, the base's `tts_config` is dropped: a realtime assistant has none (spec §8.5).
     pub fn resolve<F>(
         &self,
         number_assistant: Option<&Value>,
@@ -164,28 +171,25 @@ impl AssistantRequestResponse {
         F: Fn(&str) -> Option<Value>,
     {
         let mode = self.mode();
-        // Each top-level key remembers where it came from, to prefix error paths.
-        let mut merged: Vec<(String, Value, &'static str)> = Vec::new();
-        match mode {
+        let (base, patch): (Option<Value>, Option<(&Value, &'static str)>) = match mode {
             ResponseMode::Reject => {
                 return Ok(Resolution::Reject {
                     message: self.error.clone().unwrap_or_default(),
                 })
             }
             ResponseMode::Default => {
-                let base = number_assistant.ok_or_else(|| {
+                let base = number_assistant.cloned().ok_or_else(|| {
                     ConfigError::invalid(
                         "",
                         "the response keeps the number's assistant, but the number has none",
                     )
                 })?;
-                push_all(&mut merged, object(base, "")?, "");
+                (Some(base), None)
             }
-            ResponseMode::Transient => {
-                if let Some(a) = &self.assistant {
-                    push_all(&mut merged, object(a, "assistant")?, "assistant");
-                }
-            }
+            ResponseMode::Transient => (
+                number_assistant.cloned(),
+                self.assistant.as_ref().map(|a| (a, "assistant")),
+            ),
             ResponseMode::Hybrid => {
                 let base = match &self.assistant_id {
                     Some(id) => lookup(id).ok_or_else(|| {
@@ -201,49 +205,38 @@ impl AssistantRequestResponse {
                         )
                     })?,
                 };
-                push_all(&mut merged, object(&base, "assistant_id")?, "");
-                if let Some(o) = &self.assistant_override {
-                    push_all(
-                        &mut merged,
-                        object(o, "assistant_override")?,
-                        "assistant_override",
-                    );
-                }
+                (
+                    Some(base),
+                    self.assistant_override
+                        .as_ref()
+                        .map(|o| (o, "assistant_override")),
+                )
             }
+        };
+
+        let mut layers = Layers::default();
+        if let Some(base) = &base {
+            let path = if mode == ResponseMode::Hybrid && self.assistant_id.is_some() {
+                "assistant_id"
+            } else {
+                ""
+            };
+            layers.lay(object(base, path)?, "");
+        }
+        if let Some((patch, origin)) = patch {
+            layers.lay(object(patch, origin)?, origin);
+            layers.drop_base_tts_for_realtime();
         }
         if let Some(seconds) = self.max_duration_seconds {
-            push(
-                &mut merged,
-                "max_duration_seconds".to_owned(),
-                Value::from(seconds),
-                "",
-            );
+            layers.set("max_duration_seconds", Value::from(seconds), "");
         }
 
-        let map: Map<String, Value> = merged
-            .iter()
-            .map(|(k, v, _)| (k.clone(), v.clone()))
-            .collect();
-        let value = Value::Object(map);
+        let map = layers.to_map();
+        let value = Value::Object(map.clone());
         let assistant = Assistant::from_value(&value).map_err(|err| {
-            let head = err
-                .path()
-                .split(['.', '['])
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            let origin = merged
-                .iter()
-                .find(|(k, _, _)| *k == head)
-                .map_or(default_origin(mode), |(_, _, origin)| *origin);
+            let origin = layers.origin_of(err.path(), default_origin(mode));
             err.within(origin)
         })?;
-        let Value::Object(map) = value else {
-            return Err(ConfigError::invalid(
-                "",
-                "resolved assistant is not an object",
-            ));
-        };
         let webhook_object = webhook_object(&assistant, &map);
         Ok(Resolution::Assistant(Box::new(ResolvedAssistant {
             metadata: assistant.metadata(),
@@ -251,6 +244,68 @@ impl AssistantRequestResponse {
             mode,
             webhook_object,
         })))
+    }
+}
+
+/// Top-level keys of the assistant being assembled, each with the response field it came from
+/// (`""` for the saved assistant), so errors point at what the host actually sent.
+#[derive(Default)]
+struct Layers {
+    entries: Vec<(String, Value, &'static str)>,
+}
+
+impl Layers {
+    /// Sets one key, replacing any earlier value.
+    fn set(&mut self, key: &str, value: Value, origin: &'static str) {
+        match self.entries.iter_mut().find(|(k, _, _)| k == key) {
+            Some(slot) => *slot = (key.to_owned(), value, origin),
+            None => self.entries.push((key.to_owned(), value, origin)),
+        }
+    }
+
+    /// Lays every key of `map` over what is there (shallow merge).
+    fn lay(&mut self, map: &Map<String, Value>, origin: &'static str) {
+        for (key, value) in canonical_keys(map) {
+            self.set(&key, value, origin);
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<(&Value, &'static str)> {
+        self.entries
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, o)| (v, *o))
+    }
+
+    /// Removes a `tts_config` inherited from the base when the response made the model realtime.
+    fn drop_base_tts_for_realtime(&mut self) {
+        let realtime_from_response = self.get("llm_config").is_some_and(|(llm, origin)| {
+            !origin.is_empty()
+                && llm
+                    .get("provider")
+                    .and_then(Value::as_str)
+                    .and_then(LlmProvider::from_name)
+                    .is_some_and(|p| p.kind() == LlmKind::Realtime)
+        });
+        let tts_from_base = self
+            .get("tts_config")
+            .is_some_and(|(_, origin)| origin.is_empty());
+        if realtime_from_response && tts_from_base {
+            self.entries.retain(|(k, _, _)| k != "tts_config");
+        }
+    }
+
+    /// The response field an error path starts in.
+    fn origin_of(&self, path: &str, fallback: &'static str) -> &'static str {
+        let head = path.split(['.', '[']).next().unwrap_or_default();
+        self.get(head).map_or(fallback, |(_, origin)| origin)
+    }
+
+    fn to_map(&self) -> Map<String, Value> {
+        self.entries
+            .iter()
+            .map(|(k, v, _)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -296,28 +351,6 @@ fn object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Co
     value
         .as_object()
         .ok_or_else(|| ConfigError::invalid(path, "must be a JSON object"))
-}
-
-fn push(
-    merged: &mut Vec<(String, Value, &'static str)>,
-    key: String,
-    value: Value,
-    origin: &'static str,
-) {
-    match merged.iter_mut().find(|(k, _, _)| *k == key) {
-        Some(slot) => *slot = (key, value, origin),
-        None => merged.push((key, value, origin)),
-    }
-}
-
-fn push_all(
-    merged: &mut Vec<(String, Value, &'static str)>,
-    map: &Map<String, Value>,
-    origin: &'static str,
-) {
-    for (key, value) in canonical_keys(map) {
-        push(merged, key, value, origin);
-    }
 }
 
 fn default_origin(mode: ResponseMode) -> &'static str {
@@ -422,18 +455,23 @@ mod tests {
     }
 
     #[test]
-    fn transient_is_used_as_given() {
+    fn partial_transient_lies_over_the_number_assistant() {
         let s = stored();
-        let err = resolve_assistant(
-            r#"{"assistant":{"llm_config":{"provider":"openai","model":"gpt-4.1"}}}"#,
-            Some(&s),
-            none,
-        )
-        .unwrap_err();
+        let body = r#"{"assistant":{"first_message":"Welcome","llm_config":{"provider":"openai","model":"gpt-5.4"}}}"#;
+        let r = resolved(resolve_assistant(body, Some(&s), none).unwrap());
+        assert_eq!(r.mode, ResponseMode::Transient);
+        assert_eq!(r.assistant.first_message.as_deref(), Some("Welcome"));
+        assert_eq!(r.assistant.llm_config.model, "gpt-5.4");
+        assert_eq!(r.assistant.tts_config.unwrap().voice_id, "stored-voice");
+        let err = resolve_assistant(body, None, none).unwrap_err();
         assert_eq!(
             err.to_string(),
             "assistant.stt_config: missing required field"
         );
+    }
+
+    #[test]
+    fn full_transient_without_base_and_extra_keys() {
         let r = resolved(
             resolve_assistant(
                 r#"{"assistant":{"llm_config":{"provider":"xai_realtime","model":"grok-voice-think-fast-2.0"},
@@ -443,10 +481,23 @@ mod tests {
             )
             .unwrap(),
         );
-        assert_eq!(r.mode, ResponseMode::Transient);
         assert_eq!(r.assistant.max_duration_seconds, Some(120));
         assert_eq!(r.webhook_object["custom_flag"], true);
         assert_eq!(r.webhook_object["metadata"]["crm_id"], "1");
+        assert_eq!(r.webhook_object["max_duration_seconds"], 120);
+    }
+
+    #[test]
+    fn switching_to_realtime_drops_the_inherited_tts() {
+        let s = stored();
+        let body = r#"{"assistant_override":{"llm_config":{"provider":"xai_realtime","model":"grok-voice-think-fast-2.0"}}}"#;
+        let r = resolved(resolve_assistant(body, Some(&s), none).unwrap());
+        assert!(r.assistant.tts_config.is_none());
+        assert_eq!(r.assistant.pipeline(), crate::config::Pipeline::Realtime);
+        let body = r#"{"assistant_override":{"llm_config":{"provider":"xai_realtime","model":"grok-voice-think-fast-2.0"},
+            "tts_config":{"provider":"elevenlabs","voice_id":"v"}}}"#;
+        let err = resolve_assistant(body, Some(&s), none).unwrap_err();
+        assert_eq!(err.path(), "assistant_override.tts_config");
     }
 
     #[test]
