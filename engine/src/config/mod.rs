@@ -3,7 +3,8 @@
 //!
 //! Parse with [`Assistant::from_json`]; resolve an `assistant-request` answer with
 //! [`resolve_assistant`]. Output is snake_case, camelCase aliases are accepted on input, and every
-//! error names the field path (`llm_config.provider: unknown provider "foo" (…)`).
+//! error names the field path (`llm_config.provider: unknown provider "foo" (…)`). Unknown
+//! fields are ignored, since the platform adds fields over time; known ones are checked strictly.
 
 #[macro_use]
 mod macros;

@@ -133,9 +133,13 @@ impl TurnTaking {
     /// The effective settings: configured values over the spec defaults.
     pub fn settings(&self) -> TurnTakingSettings {
         let d = TurnTakingSettings::default();
+        let min_delay = secs_or(self.endpointing_min_delay, d.endpointing_min_delay);
         TurnTakingSettings {
-            endpointing_min_delay: secs_or(self.endpointing_min_delay, d.endpointing_min_delay),
-            endpointing_max_delay: secs_or(self.endpointing_max_delay, d.endpointing_max_delay),
+            endpointing_min_delay: min_delay,
+            // An unset maximum never falls below a configured minimum (spec §8.9 "≥ min").
+            endpointing_max_delay: self
+                .endpointing_max_delay
+                .map_or_else(|| d.endpointing_max_delay.max(min_delay), secs),
             interruption_min_duration: secs_or(
                 self.interruption_min_duration,
                 d.interruption_min_duration,
@@ -544,6 +548,14 @@ mod tests {
         let err = SpeechConfig::from_json(r#"{"turn_taking":{"interruption_min_words":11}}"#)
             .unwrap_err();
         assert_eq!(err.path(), "turn_taking.interruption_min_words");
+    }
+
+    #[test]
+    fn unset_max_delay_follows_a_larger_min() {
+        let s = SpeechConfig::from_json(r#"{"turn_taking":{"endpointing_min_delay":3}}"#).unwrap();
+        let tt = s.turn_taking_settings();
+        assert_eq!(tt.endpointing_min_delay, Duration::from_secs(3));
+        assert_eq!(tt.endpointing_max_delay, Duration::from_secs(3));
     }
 
     #[test]

@@ -16,7 +16,7 @@ string_enum! {
     pub enum SttProvider: "provider" {
         /// Deepgram streaming (`nova-3`).
         Deepgram = "deepgram",
-        /// ElevenLabs Scribe realtime.
+        /// ElevenLabs Scribe realtime (`11labs` accepted, as for TTS).
         ElevenLabs = "elevenlabs" | "11labs",
         /// Gladia (`solaria-1`).
         Gladia = "gladia",
