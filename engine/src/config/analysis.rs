@@ -22,7 +22,8 @@ pub const DEFAULT_STRUCTURED_DATA_USER_PROMPT: &str =
 /// System prompt used when a structured-data plan has no messages.
 pub const DEFAULT_STRUCTURED_DATA_SYSTEM_PROMPT: &str =
     "You extract structured data from phone call transcripts. Reply with one JSON object that \
-     matches the given JSON Schema and nothing else. Use null for anything the call did not reveal.";
+     matches the given JSON Schema and nothing else. Use null for anything the call did not \
+     reveal.";
 
 /// System prompt used for the call summary when no summary plan overrides it.
 pub const DEFAULT_SUMMARY_SYSTEM_PROMPT: &str =

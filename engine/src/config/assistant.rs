@@ -450,7 +450,7 @@ impl ConfigSection for Assistant {
     }
 
     /// Checks every section; `stt_config` and `tts_config` are required for the standard
-    /// pipeline, and `tts_config` must be null for a realtime one ([S2], spec §8.5).
+    /// pipeline, and `tts_config` must be null for a realtime one (spec §8.5).
     fn validate_at(&self, path: &str) -> Result<(), ConfigError> {
         self.llm_config.validate_at(&join(path, "llm_config"))?;
         match self.pipeline() {

@@ -27,9 +27,11 @@ string_enum! {
         Mistral = "mistral",
         /// Google Gemini on Vertex AI (text).
         Google = "google",
-        /// Anthropic (text). Only in the outdated [F-ref] provider list; kept for older configs.
+        /// Anthropic (text). Only in an outdated provider list (spec §8.4); kept for older
+        /// configs.
         Anthropic = "anthropic",
-        /// Groq (text, OpenAI-compatible). Only in the outdated [F-ref] list; kept for older configs.
+        /// Groq (text, OpenAI-compatible). Only in an outdated provider list (spec §8.4); kept
+        /// for older configs.
         Groq = "groq",
         /// Google Gemini Live (realtime).
         GoogleRealtime = "google_realtime",
@@ -92,7 +94,8 @@ impl LlmProvider {
         }
     }
 
-    /// The voice used when `llm_config.voice` is absent (realtime providers with a catalog default).
+    /// The voice used when `llm_config.voice` is absent (realtime providers with a catalog
+    /// default).
     pub fn default_voice(self) -> Option<&'static str> {
         match self {
             LlmProvider::XaiRealtime => Some(voices::XAI_DEFAULT_VOICE),

@@ -5,7 +5,8 @@
 
 /// Declares a fieldless enum that travels as one of a fixed set of strings.
 ///
-/// Syntax: `string_enum! { /// docs  pub enum Name: "noun" { /// docs  Variant = "wire" | "alias", … } }`.
+/// Syntax: `string_enum! { pub enum Name: "noun" { Variant = "wire" | "alias", … } }`, with doc
+/// comments on the enum and on every variant.
 /// The noun is used in error messages (`unknown provider "foo" (expected one of: …)`).
 macro_rules! string_enum {
     (
@@ -73,7 +74,9 @@ macro_rules! string_enum {
         }
 
         impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
                 let name = <String as ::serde::Deserialize>::deserialize(deserializer)?;
                 name.parse().map_err(<D::Error as ::serde::de::Error>::custom)
             }

@@ -50,7 +50,7 @@ pub struct SpeechConfig {
     )]
     pub first_message_outbound: Option<String>,
     /// Phrases that end the call when the assistant says them; ≤ 5, each ≤ 100 chars with at
-    /// least two letters or digits (catalog [S3] only).
+    /// least two letters or digits (in the catalog only, spec §8.9).
     #[serde(
         default,
         deserialize_with = "check::null_as_empty",

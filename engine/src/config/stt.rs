@@ -46,7 +46,7 @@ impl SttProvider {
 }
 
 string_enum! {
-    /// Languages an assistant can be configured to hear (spec §8.3, catalog [S3]).
+    /// Languages an assistant can be configured to hear (spec §8.3).
     pub enum SttLanguage: "language" {
         /// Multilingual (Dutch and English).
         Multi = "multi",

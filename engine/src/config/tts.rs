@@ -1,7 +1,8 @@
 //! `tts_config`: the voice of a standard-pipeline assistant (spec §8.7); `null` for realtime.
 //!
-//! `provider` and `voice_id` are required. Voice ids of catalog voices (Gemini, xAI, the platform's own)
-//! are checked; ElevenLabs and Inworld voice ids are free strings from the account's library.
+//! `provider` and `voice_id` are required. Voice ids of catalog voices (Gemini, xAI, the
+//! platform's own) are checked; ElevenLabs and Inworld voice ids are free strings from the
+//! account's library.
 
 use serde::{Deserialize, Serialize};
 
