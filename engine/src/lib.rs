@@ -7,6 +7,7 @@
 pub use voxline_codecs as codecs;
 
 pub mod call;
+pub mod config;
 pub mod driver;
 pub mod media;
 pub mod platform;
