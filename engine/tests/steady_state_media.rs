@@ -115,7 +115,7 @@ fn steady_state_frame_allocates_nothing() {
             samples: tts,
         },
     );
-    let _ = call.on_llm(Duration::ZERO, 0, LlmEvent::Done); // stale op: ignored
+    call.on_llm(Duration::ZERO, 0, LlmEvent::Done); // stale op: ignored
     while call.poll_action().is_some() {}
 
     let mut caller_frame = AudioFrame::silent(SampleRate::Hz16000);
