@@ -13,24 +13,45 @@
 //! The endpoint keeps a FIFO of decoded 20 ms frames and plays one every
 //! 20 ms. Whenever that FIFO is empty it calls [`JitterBuffer::pop`] with the
 //! current time, acts on the result, and calls `pop` again (with the same
-//! time) until the FIFO holds at least one frame:
+//! time) until the FIFO holds at least one frame. Each call hands out one
+//! playout unit, and the buffer assumes the audio of that unit starts playing
+//! at the `now` it was given:
 //!
-//! - [`Playout::Packet`]: decode the payload. It covers `ticks` RTP clock
-//!   units (40 or 60 ms for multi-frame Opus packets): queue every decoded
-//!   frame. `adjust` asks to play one frame less or one frame more
-//!   ([`PlayoutAdjust`]) so the buffer can steer its delay without gaps.
-//! - [`Playout::Lost`]: the packet never arrived in time. Conceal `ticks`
-//!   clock units (which is 0 when the interval was already filled while the
-//!   buffer was empty); when `next` is present, the following packet is
-//!   already here and Opus can recover the lost audio from its in-band FEC.
+//! - [`Playout::Packet`]: decode the payload and queue every decoded frame
+//!   (two or three for 40/60 ms Opus packets; the packet is handed out once).
+//!   `ticks` is the duration the timestamps imply; the decoder's output
+//!   length is authoritative. `adjust` asks to play one frame less or one
+//!   frame more ([`PlayoutAdjust`]) so the buffer can steer its delay without
+//!   gaps; a shortened 20 ms packet yields no audio, so pop again.
+//! - [`Playout::Lost`]: the packet did not arrive in time. Conceal `ticks`
+//!   clock units, which is 0 when that interval already went out as
+//!   `Underrun` (then just pop again); when `next` is present, the following
+//!   packet is already here and Opus can recover the lost audio from its
+//!   in-band FEC. The next call hands out that following packet itself.
 //! - [`Playout::Silence`], [`Playout::Underrun`], [`Playout::Buffering`]: one
 //!   frame (`frame_ticks`) of silence or comfort noise. None of these is a
-//!   loss: the sender paused (DTX, hold) or playout has not started.
+//!   loss: the sender paused (DTX, hold), packets are delayed, or playout has
+//!   not started.
 //!
 //! Every sequence number handed out after playout starts appears exactly once,
 //! as either `Packet` or `Lost`, with strictly increasing `ext_seq`. The only
 //! exceptions are deliberate jumps: an outage longer than the buffer's span
-//! ([`JitterStats::skipped`]) and a resynchronization to a restarted stream.
+//! ([`JitterStats::skipped`]) and a resynchronization after a sender restart
+//! or a timestamp jump ([`InsertOutcome::Resynced`]), which flushes what was
+//! buffered and starts playout afresh.
+//!
+//! # What is late, lost or a new stream
+//!
+//! A missing packet is reported `Lost` only once a later packet proves it was
+//! sent; if nothing at all is buffered the buffer reports `Underrun`, because
+//! the sender may simply have paused. A packet arriving after its slot was
+//! handed out is `TooLate`, as is one so late that playing it would push the
+//! delay past `max_delay`. A packet far from the stream (sequence number more
+//! than 3000 ahead or 100 behind, or a timestamp more than a second ahead of
+//! what its arrival time allows) is held as a possible restart and confirmed
+//! by the next packet continuing from it (RFC 3550 A.1 probation). Timestamps
+//! that jumped backwards show up as half a second of packets all too late to
+//! play, which also resynchronizes.
 //!
 //! # Delay adaptation
 //!
@@ -39,7 +60,7 @@
 //! the minimum `d` (the fastest path through the network) and the 95th
 //! percentile of `d - min`; the target delay is that spread plus one frame,
 //! clamped to `[min_delay, max_delay]`. A packet later than the current target
-//! raises the target at once (a peak that decays by 10 ms per second), so
+//! raises the target at once (a peak that decays by 20 ms per second), so
 //! the delay grows quickly and shrinks slowly. The buffer moves its actual
 //! delay towards the target at talk-spurt starts (shortening or lengthening
 //! the silence before them) and otherwise one frame at a time through
@@ -62,11 +83,11 @@ const MIN_DELAY_SAMPLES: usize = 50;
 /// Percentile of the delay spread the target covers.
 const SPREAD_PERCENTILE: usize = 95;
 /// How fast the late-packet peak decays, in microseconds per second.
-const PEAK_DECAY_US_PER_S: i64 = 10_000;
+const PEAK_DECAY_US_PER_S: i64 = 20_000;
 /// A packet arriving this much earlier than the fastest packet so far means its timestamp jumped.
 const EARLY_LIMIT_US: i64 = 1_000_000;
 /// Late packets arriving for this long without one usable packet mean the timestamps jumped back.
-const LATE_RUN_RESYNC_US: i64 = 1_000_000;
+const LATE_RUN_RESYNC_US: i64 = 500_000;
 /// ... and at least this many of them (a burst after a network stall is not a jump).
 const LATE_RUN_MIN_PACKETS: u32 = 10;
 /// Longest packet the buffer believes in when deriving durations from timestamps (Opus maximum).
@@ -814,7 +835,8 @@ impl JitterBuffer {
         let spread = d.saturating_sub(self.delays.min);
         if spread > self.target_us {
             // Late for the current target: cover it now, decay slowly.
-            self.peak_us = self.peak_us.max(spread.saturating_add(self.frame_us));
+            let peak = spread.saturating_add(self.frame_us).min(self.max_us);
+            self.peak_us = self.peak_us.max(peak);
             self.peak_at_us = now_us;
         }
         self.refresh_target(now_us);
@@ -1579,7 +1601,7 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_reset_backwards_resynchronizes_within_a_second_or_so() {
+    fn timestamp_reset_backwards_resynchronizes_within_half_a_second() {
         let mut l = Listener::new(JitterConfig::default());
         let mut now = run_stream(&mut l, 0, 0, 48_000 * 60, 50, 1);
         let mut resynced_at = None;
@@ -1592,8 +1614,8 @@ mod tests {
             now += 20;
         }
         let i = resynced_at.expect("timestamp reset never detected");
-        // About one second of packets too late to play, then a fresh start.
-        assert!((50..=60).contains(&i), "resynced after {i} packets");
+        // Half a second of packets too late to play, then a fresh start.
+        assert!((25..=30).contains(&i), "resynced after {i} packets");
         let s = l.jb.stats();
         assert_eq!(
             (s.too_late, s.lost, s.resyncs),
@@ -1685,5 +1707,61 @@ mod tests {
         );
         assert!(s.buffered_packets <= 6, "{s:?}");
         assert_eq!((s.overflow, s.lost), (0, 0));
+    }
+
+    #[test]
+    fn a_network_stall_drops_stale_audio_and_recovers_the_delay() {
+        let mut l = Listener::new(JitterConfig::default());
+        // Packets 50..75 are held by the network for up to 500 ms and delivered
+        // together with packet 75; everything else arrives 5 ms after sending.
+        let mut sent = 0u32;
+        for now in (0..12_000u64).step_by(20) {
+            while sent < 590 {
+                let due = if (50..75).contains(&sent) {
+                    75 * 20
+                } else {
+                    sent * 20
+                };
+                if u64::from(due) + 5 > now {
+                    break;
+                }
+                l.insert(now, sent as u16, sent * 960, false);
+                sent += 1;
+            }
+            l.tick(now);
+        }
+        let s = l.jb.stats();
+        assert_eq!(s.resyncs, 0, "{s:?}");
+        assert!(s.too_late > 0 && s.lost == s.too_late, "{s:?}");
+        assert_eq!(s.played + s.lost + s.buffered_packets as u64, 590, "{s:?}");
+        // The target jumped to cover the stall, then decayed; the extra delay
+        // is shed one frame at a time.
+        assert!(s.shortened > 0, "{s:?}");
+        assert!(s.target_delay <= Duration::from_millis(60), "{s:?}");
+        assert!(
+            s.playout_delay <= s.target_delay + Duration::from_millis(20),
+            "{s:?}"
+        );
+        assert_eq!(l.slots().len() + s.buffered_packets, 590);
+    }
+
+    #[test]
+    fn reset_forgets_the_stream() {
+        let mut l = Listener::new(JitterConfig::default());
+        let end = run_stream(&mut l, 0, 500, 0, 30, 1);
+        idle(&mut l, end, end + 100);
+        assert!(l.jb.is_playing());
+        l.jb.reset();
+        assert!(!l.jb.is_playing());
+        assert_eq!(
+            l.jb.stats(),
+            JitterStats {
+                target_delay: Duration::from_millis(40),
+                ..JitterStats::default()
+            }
+        );
+        assert_eq!(l.jb.pop(at_ms(end + 120)), Playout::Buffering);
+        let out = l.jb.insert(at_ms(end + 140), 3, 99, true, &[1]);
+        assert_eq!(out, Ok(InsertOutcome::Stored));
     }
 }
