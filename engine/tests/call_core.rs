@@ -983,3 +983,55 @@ fn stale_llm_events_after_barge_in_are_ignored() {
         .iter()
         .any(|m| m.content.contains("dragon")));
 }
+
+#[test]
+fn rejected_assistant_request_speaks_the_error_then_hangs_up() {
+    use voxline_engine::config::{resolve_assistant, Resolution};
+    let resolution = resolve_assistant(r#"{"error": "Sorry, we are closed today."}"#, None, |_| {
+        None
+    })
+    .unwrap();
+    let Resolution::Reject { message } = resolution else {
+        panic!("expected a rejection");
+    };
+    let mut call = Call::new(settings());
+    call.start_rejected(Duration::ZERO, &message);
+    let mut h = Harness {
+        call,
+        now: Duration::ZERO,
+        events: Vec::new(),
+        actions: Vec::new(),
+        played: Vec::new(),
+        frame: AudioFrame::silent(SampleRate::Hz24000),
+    };
+    h.drain();
+    assert!(h.actions.iter().any(
+        |a| matches!(a, Action::TtsText { text, .. } if text == "Sorry, we are closed today.")
+    ));
+    assert!(
+        !h.call.forwards_caller_audio(),
+        "a rejected call listens to nothing"
+    );
+    let op = *h.tts_ops().last().unwrap();
+    h.tts_audio(op, 1.5);
+    h.tts_done(op);
+    h.advance(ms(1600));
+    assert_eq!(h.hangup_reason(), Some(EndReason::Rejected));
+    assert!(
+        !h.actions
+            .iter()
+            .any(|a| matches!(a, Action::StartLlm { .. })),
+        "no model runs"
+    );
+
+    // An empty error string hangs up at once.
+    let mut call = Call::new(settings());
+    call.start_rejected(Duration::ZERO, "");
+    let mut got = None;
+    while let Some(a) = call.poll_action() {
+        if let Action::Hangup { reason } = a {
+            got = Some(reason);
+        }
+    }
+    assert_eq!(got, Some(EndReason::Rejected));
+}

@@ -331,6 +331,8 @@ pub struct Call {
     usage: Usage,
     started_at: Duration,
     latency: Option<PendingLatency>,
+    /// Answered only to turn the caller away: nothing is listened to.
+    rejected: bool,
 }
 
 /// Voicemail greeting phrases (English and Dutch) checked on the first utterance of outbound calls.
@@ -412,6 +414,7 @@ impl Call {
             usage: Usage::default(),
             started_at: Duration::ZERO,
             latency: None,
+            rejected: false,
         }
     }
 
@@ -446,6 +449,7 @@ impl Call {
     /// True when caller audio may be sent to STT / the realtime model (not before recording consent).
     pub fn forwards_caller_audio(&self) -> bool {
         self.status == CallStatus::InProgress
+            && !self.rejected
             && matches!(self.consent, Consent::NotNeeded | Consent::Given)
     }
 
@@ -495,6 +499,25 @@ impl Call {
             return;
         }
         self.greet();
+    }
+
+    /// Answers only to turn the caller away (assistant-request rejected): speaks
+    /// `message` (when not empty), then hangs up with `EndReason::Rejected`.
+    pub fn start_rejected(&mut self, now: Duration, message: &str) {
+        if self.status != CallStatus::Ringing {
+            return;
+        }
+        self.now = now;
+        self.started_at = now;
+        self.status = CallStatus::InProgress;
+        self.consent = Consent::NotNeeded;
+        self.rejected = true;
+        self.emit(CallEvent::Status {
+            status: CallStatus::InProgress,
+            end_reason: None,
+            error: None,
+        });
+        self.say_scripted(message, AfterSpeech::Hangup(EndReason::Rejected), false);
     }
 
     fn greet(&mut self) {
