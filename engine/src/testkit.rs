@@ -364,3 +364,145 @@ impl TtsProvider for ScriptedTts {
         })
     }
 }
+
+/// Speech-to-speech stand-in: hears utterances in the caller audio by energy (like a
+/// server VAD), transcribes them from a script and answers each with a scripted reply
+/// rendered as voiced audio, streamed in real time. Records the controls it receives.
+#[derive(Clone)]
+pub struct ScriptedRealtime {
+    script: Arc<Mutex<VecDeque<(String, String)>>>,
+    /// Controls received from the engine, for assertions.
+    pub controls: Arc<Mutex<Vec<crate::provider::RealtimeControl>>>,
+    /// Delay between the end of the caller's utterance and the first reply audio.
+    pub response_latency: Duration,
+    /// Audio per character of reply text.
+    pub per_char: Duration,
+}
+
+impl ScriptedRealtime {
+    /// Each caller utterance gets the next `(transcript, reply)` pair.
+    pub fn new<S: Into<String>>(turns: impl IntoIterator<Item = (S, S)>) -> Self {
+        ScriptedRealtime {
+            script: Arc::new(Mutex::new(
+                turns
+                    .into_iter()
+                    .map(|(a, b)| (a.into(), b.into()))
+                    .collect(),
+            )),
+            controls: Arc::new(Mutex::new(Vec::new())),
+            response_latency: Duration::from_millis(300),
+            per_char: Duration::from_millis(60),
+        }
+    }
+}
+
+impl crate::provider::RealtimeProvider for ScriptedRealtime {
+    fn name(&self) -> &str {
+        "scripted-realtime"
+    }
+
+    fn run(
+        &self,
+        _params: crate::provider::RealtimeParams,
+        io: crate::provider::RealtimeIo,
+    ) -> BoxFuture<'static, Result<(), ProviderError>> {
+        use crate::provider::{RealtimeControl, RealtimeEvent};
+        let this = self.clone();
+        Box::pin(async move {
+            let crate::provider::RealtimeIo {
+                audio,
+                mut control,
+                events,
+            } = io;
+            let _ = events.send(RealtimeEvent::Ready);
+            let frame = Duration::from_millis(20);
+            let rate = SampleRate::Hz24000;
+            let mut in_speech = false;
+            let mut voiced = Duration::ZERO;
+            let mut gap = Duration::ZERO;
+            let mut item = 0u32;
+            // The reply being streamed: (item id, samples left, samples sent).
+            let mut reply: Option<(String, usize, usize)> = None;
+            let mut pending_reply: Option<(tokio::time::Instant, String)> = None;
+            let mut ticker = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    f = audio.recv() => {
+                        let Some(f) = f else { break };
+                        if f.level_dbfs() >= -45.0 {
+                            voiced += frame;
+                            gap = Duration::ZERO;
+                            if !in_speech && voiced >= Duration::from_millis(100) {
+                                in_speech = true;
+                                let _ = events.send(RealtimeEvent::SpeechStarted);
+                            }
+                        } else {
+                            gap += frame;
+                            if gap >= Duration::from_millis(200) {
+                                voiced = Duration::ZERO;
+                            }
+                            if in_speech && gap >= Duration::from_millis(500) {
+                                in_speech = false;
+                                let _ = events.send(RealtimeEvent::SpeechStopped);
+                                let turn = this.script.lock().ok().and_then(|mut s| s.pop_front());
+                                if let Some((heard, answer)) = turn {
+                                    item += 1;
+                                    let _ = events.send(RealtimeEvent::UserTranscript {
+                                        item_id: format!("user_{item}"),
+                                        text: heard,
+                                        is_final: true,
+                                    });
+                                    pending_reply = Some((tokio::time::Instant::now() + this.response_latency, answer));
+                                }
+                            }
+                        }
+                    }
+                    c = control.recv() => {
+                        let Some(c) = c else { break };
+                        if let Ok(mut log) = this.controls.lock() {
+                            log.push(c.clone());
+                        }
+                        match c {
+                            RealtimeControl::Cancel => {
+                                if let Some((id, _, _)) = reply.take() {
+                                    let _ = events.send(RealtimeEvent::ResponseDone { status: format!("cancelled {id}"), usage: None });
+                                }
+                            }
+                            RealtimeControl::Close => break,
+                            _ => {}
+                        }
+                    }
+                    _ = ticker.tick() => {
+                        if let Some((due, text)) = pending_reply.take() {
+                            if tokio::time::Instant::now() >= due {
+                                let id = format!("agent_{item}");
+                                let _ = events.send(RealtimeEvent::AgentTranscriptDelta { item_id: id.clone(), delta: text.clone() });
+                                let total = (this.per_char.as_micros() as u64 * text.chars().count() as u64 * rate.hz() as u64 / 1_000_000) as usize;
+                                reply = Some((id, total, 0));
+                            } else {
+                                pending_reply = Some((due, text));
+                            }
+                        }
+                        // Stream 100 ms of audio per tick, like a realtime server.
+                        if let Some((id, left, sent)) = reply.as_mut() {
+                            let n = (*left).min(rate.hz() as usize / 10);
+                            let mut samples = vec![0i16; n];
+                            voiced_signal(rate, *sent, &mut samples);
+                            *left -= n;
+                            *sent += n;
+                            let _ = events.send(RealtimeEvent::AgentAudio { item_id: id.clone(), rate, samples });
+                            if *left == 0 {
+                                reply = None;
+                                let _ = events.send(RealtimeEvent::ResponseDone {
+                                    status: "completed".into(),
+                                    usage: Some(TokenUsage { prompt_tokens: 50, completion_tokens: 20 }),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}

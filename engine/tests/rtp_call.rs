@@ -2,142 +2,23 @@
 //! (or PCMU) of a voiced signal into an `RtpPort`, the driver runs VAD, turn-taking and
 //! scripted providers, and the caller decodes the agent's RTP.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod support;
 
-use voxline_codecs::{
-    AudioFrame, FrameOrigin, PayloadFormat, PayloadRegistry, RtpPacket, SampleRate,
-};
+use std::sync::Arc;
+
+use support::*;
 use voxline_engine::call::{CallEvent, CallSettings, EndReason};
-use voxline_engine::driver::{new_call, DriverOptions, ProviderSet};
-use voxline_engine::media::{
-    InboundMedia, MediaConfig, MemoryTransport, OutboundMedia, PacketTransport, RtpPort,
-};
-use voxline_engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt, ScriptedTts};
+use voxline_engine::driver::ProviderSet;
+use voxline_engine::provider::Role;
+use voxline_engine::testkit::{ScriptedLlm, ScriptedStt, ScriptedTts};
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-/// What the simulated caller observed.
-#[derive(Default)]
-struct CallerLog {
-    /// Arrival time of every agent packet and whether it decoded to audible audio.
-    agent_packets: Vec<(Duration, bool)>,
-    /// Timestamps of agent packets, in order.
-    agent_ts: Vec<(u16, u32, bool)>,
-}
-
-/// Runs a caller on its end of the pipe: speech during `speech` windows, the rest low noise.
-fn spawn_caller(
-    mut transport: MemoryTransport,
-    config: MediaConfig,
-    speech: Vec<(Duration, Duration)>,
-    until: Duration,
-    log: Arc<Mutex<CallerLog>>,
-) -> tokio::task::JoinHandle<MemoryTransport> {
-    tokio::spawn(async move {
-        let rate = match config.registry.get(config.send_payload_type) {
-            Some(PayloadFormat::Opus { pcm_rate }) => pcm_rate,
-            _ => SampleRate::Hz8000,
-        };
-        let mut out = OutboundMedia::new(&config).unwrap();
-        let mut inbound = InboundMedia::new(&config).unwrap();
-        let start = tokio::time::Instant::now();
-        let mut tick = tokio::time::interval(ms(20));
-        let mut sample = 0usize;
-        let mut frame = AudioFrame::silent(rate);
-        let mut decoded = AudioFrame::silent(config.caller_rate);
-        let remote = addr("10.0.0.1:4000");
-        loop {
-            tick.tick().await;
-            let now = start.elapsed();
-            if now >= until {
-                break;
-            }
-            frame.reset(rate, FrameOrigin::Received);
-            if speech.iter().any(|&(a, b)| now >= a && now < b) {
-                voiced_signal(rate, sample, frame.samples_mut());
-            } else {
-                for (i, s) in frame.samples_mut().iter_mut().enumerate() {
-                    *s = (((sample + i) * 7919 % 41) as i16) - 20;
-                }
-            }
-            sample += rate.frame_samples();
-            if let Some(p) = out.next_packet(Some(&frame)) {
-                transport.send_to(p, remote).unwrap();
-            }
-            while let Some((pkt, from)) = transport.try_recv() {
-                let parsed = RtpPacket::parse(&pkt).expect("agent sends valid RTP");
-                inbound.on_datagram(now, from, &pkt);
-                let audible =
-                    inbound.next_frame(now + ms(100), &mut decoded) && decoded.level_dbfs() > -50.0;
-                let mut log = log.lock().unwrap();
-                log.agent_packets.push((now, audible));
-                log.agent_ts
-                    .push((parsed.sequence(), parsed.timestamp(), parsed.marker()));
-            }
-        }
-        // Keep the pipe open until the host hangs up.
-        transport
-    })
-}
-
-fn opus_config() -> MediaConfig {
-    let mut registry = PayloadRegistry::new();
-    registry
-        .insert(
-            111,
-            PayloadFormat::Opus {
-                pcm_rate: SampleRate::Hz24000,
-            },
-        )
-        .unwrap();
-    MediaConfig::new(registry, 111)
-}
-
-fn pcmu_config() -> MediaConfig {
-    MediaConfig::new(PayloadRegistry::new(), 0)
-}
-
-async fn run_call(
-    config: MediaConfig,
-    settings: CallSettings,
-    speech: Vec<(Duration, Duration)>,
-    length: Duration,
-    script: Vec<&'static str>,
-    reply: &'static str,
-) -> (
-    Vec<CallEvent>,
-    Arc<Mutex<CallerLog>>,
-    voxline_engine::driver::CallOutcome,
-) {
-    let (engine_end, caller_end) =
-        MemoryTransport::pair(addr("10.0.0.2:5000"), addr("10.0.0.1:4000"));
-    let port = RtpPort::new(engine_end, &config).unwrap();
-    let providers = ProviderSet {
+fn providers(script: Vec<&'static str>, reply: &'static str) -> ProviderSet {
+    ProviderSet {
         stt: Some(Arc::new(ScriptedStt::new(script))),
         llm: Some(Arc::new(ScriptedLlm::always(reply))),
         tts: Some(Arc::new(ScriptedTts::default())),
         realtime: None,
-    };
-    let (task, control, mut events) = new_call(settings, providers, port, DriverOptions::default());
-    let log = Arc::new(Mutex::new(CallerLog::default()));
-    let caller = spawn_caller(caller_end, config, speech, length, log.clone());
-    let call = tokio::spawn(task.run());
-    let _pipe = caller.await.unwrap();
-    control.hang_up().unwrap();
-    let outcome = call.await.unwrap();
-    let mut all = Vec::new();
-    while let Some(e) = events.try_next() {
-        all.push(e.event);
     }
-    (all, log, outcome)
 }
 
 #[tokio::test(start_paused = true)]
@@ -146,15 +27,22 @@ async fn opus_call_turn_through_real_media() {
         first_message: Some("Hello, you are speaking with the clinic.".into()),
         ..Default::default()
     };
-    let (events, log, outcome) = run_call(
+    let call = run_rtp_call(
         opus_config(),
         settings,
-        vec![(ms(4000), ms(5600))],
-        ms(12_000),
-        vec!["Can I book a cleaning"],
-        "Yes, we have a slot on Monday at ten.",
+        providers(
+            vec!["Can I book a cleaning"],
+            "Yes, we have a slot on Monday at ten.",
+        ),
+        CallerScript {
+            speech: vec![(ms(4000), ms(5600))],
+            until: ms(12_000),
+            ..Default::default()
+        },
+        collect,
     )
     .await;
+    let (events, log, outcome) = (call.events, call.log, call.outcome);
     assert_eq!(outcome.end_reason, EndReason::UserHangup);
     assert!(
         events
@@ -168,7 +56,7 @@ async fn opus_call_turn_through_real_media() {
     let user = outcome
         .history
         .iter()
-        .find(|m| m.role == voxline_engine::provider::Role::User)
+        .find(|m| m.role == Role::User)
         .unwrap();
     assert_eq!(user.content, "Can I book a cleaning");
     let log = log.lock().unwrap();
@@ -202,15 +90,19 @@ async fn pcmu_barge_in_silences_the_agent_within_a_frame() {
         ..Default::default()
     };
     settings.turn.false_interruption_timeout = None;
-    let (events, log, outcome) = run_call(
+    let call = run_rtp_call(
         pcmu_config(),
         settings,
-        vec![(ms(2000), ms(3500))],
-        ms(6000),
-        vec!["Sorry to interrupt"],
-        "No problem.",
+        providers(vec!["Sorry to interrupt"], "No problem."),
+        CallerScript {
+            speech: vec![(ms(2000), ms(3500))],
+            until: ms(6000),
+            ..Default::default()
+        },
+        collect,
     )
     .await;
+    let (events, log, outcome) = (call.events, call.log, call.outcome);
     let interrupted = events
         .iter()
         .find_map(|e| match e {

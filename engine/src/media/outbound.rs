@@ -95,6 +95,38 @@ impl OutboundMedia {
         self.counters
     }
 
+    /// The RTP timestamp the next audio frame will carry (a DTMF tone started now uses it).
+    pub fn next_timestamp(&self) -> u32 {
+        self.sender.next_timestamp()
+    }
+
+    /// Writes one RFC 4733 telephone-event packet on this stream (same SSRC and sequence
+    /// numbers as the audio) and returns it; the caller paces the tone's packets.
+    pub fn event_packet(
+        &mut self,
+        payload_type: u8,
+        packet: &voxline_codecs::dtmf::DtmfPacket,
+    ) -> Option<&[u8]> {
+        let payload = packet.event.encode();
+        match self.sender.write_event(
+            payload_type,
+            packet.marker,
+            packet.timestamp,
+            &payload,
+            &mut self.packet[..],
+        ) {
+            Ok(n) => {
+                self.packet_len = n;
+                self.counters.packets += 1;
+                Some(&self.packet[..n])
+            }
+            Err(_) => {
+                self.counters.encode_errors += 1;
+                None
+            }
+        }
+    }
+
     /// Encodes the agent's frame for one 20 ms tick (`None` = silent) and returns the
     /// RTP packet to send, if any. Allocates only when the agent's rate first changes.
     pub fn next_packet(&mut self, frame: Option<&AudioFrame>) -> Option<&[u8]> {
