@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use voxline_engine::provider::ProviderError;
 
+use super::backoff::{retry, Backoff, Sleeper};
 use super::secret::ApiKey;
 
 /// Error bodies are cut to this many bytes before they go into an error.
@@ -220,6 +221,27 @@ impl HttpClient {
         })
     }
 
+    /// POSTs `body` and waits for the first body chunk, retrying per `backoff` on
+    /// retryable failures (429 honouring `Retry-After`, 5xx, timeouts, drops). Nothing has
+    /// reached the caller before the first chunk, so a retry is never seen downstream.
+    /// Returns the response and its first chunk (`None` for an empty body).
+    pub async fn open_stream<B: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        auth: Auth<'_>,
+        extra_headers: &HeaderMap,
+        body: &B,
+        backoff: &Backoff,
+        sleeper: &dyn Sleeper,
+    ) -> Result<(StreamingResponse, Option<Bytes>), ProviderError> {
+        retry(backoff, sleeper, |_attempt| async {
+            let mut response = self.post_json(url, auth, extra_headers, body).await?;
+            let first = response.next_chunk().await?;
+            Ok((response, first))
+        })
+        .await
+    }
+
     fn first_byte_timeout(&self) -> ProviderError {
         ProviderError::FirstByteTimeout {
             provider: self.provider.to_string(),
@@ -319,6 +341,16 @@ impl StreamingResponse {
                 redact(self.key.as_ref(), &error_chain(&e))
             ),
         })
+    }
+}
+
+impl StreamingResponse {
+    /// Reads whatever is left of the body (within `limit`) and drops it, so the pooled
+    /// connection can carry the next request instead of being closed mid-body.
+    pub async fn drain(mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while let Ok(Ok(Some(_))) = tokio::time::timeout_at(deadline, self.response.chunk()).await {
+        }
     }
 }
 
