@@ -6,3 +6,5 @@ pub use voxline_engine as engine;
 pub mod fake;
 pub mod net;
 pub mod openai_llm;
+pub mod openai_tts;
+pub mod pcm;

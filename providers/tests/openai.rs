@@ -1,4 +1,4 @@
-//! The OpenAI chat adapter against the fake OpenAI server on 127.0.0.1:
+//! The OpenAI chat and speech adapters against the fake OpenAI server on 127.0.0.1:
 //! exact requests, streamed text, tool-call assembly, usage, and every scripted fault
 //! ending in its documented typed error with what arrived before it delivered.
 
@@ -7,15 +7,19 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use voxline_engine::codecs::SampleRate;
 use voxline_engine::provider::{
     ChatMessage, LlmEvent, LlmProvider, LlmRequest, ProviderError, Role, TokenUsage,
-    ToolCallRequest, ToolSpec,
+    ToolCallRequest, ToolSpec, TtsEvent, TtsInput, TtsParams, TtsProvider,
 };
 use voxline_providers::fake::http::Reply;
-use voxline_providers::fake::openai::{ChatReply, ChatStream, FakeOpenAi, FAKE_OPENAI_KEY};
+use voxline_providers::fake::openai::{
+    speech_samples, ChatReply, ChatStream, FakeOpenAi, PcmStream, SpeechReply, FAKE_OPENAI_KEY,
+};
 use voxline_providers::net::backoff::{Backoff, RecordingSleeper, SharedSleeper};
 use voxline_providers::net::ApiKey;
 use voxline_providers::openai_llm::{MaxTokensField, OpenAiLlm, OpenAiLlmConfig};
+use voxline_providers::openai_tts::{OpenAiTts, OpenAiTtsConfig};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -84,6 +88,55 @@ fn tool_calls(events: &[LlmEvent]) -> Vec<ToolCallRequest> {
             _ => None,
         })
         .collect()
+}
+
+fn tts_config(fake: &FakeOpenAi) -> OpenAiTtsConfig {
+    let mut config = OpenAiTtsConfig::new("gpt-4o-mini-tts", "marin");
+    config.base_url = Some(fake.base_url());
+    config.api_key = Some(ApiKey::new(fake.api_key()));
+    config.backoff = Backoff {
+        seed: Some(1),
+        ..Backoff::default()
+    };
+    config
+}
+
+fn tts_from(config: OpenAiTtsConfig) -> (OpenAiTts, RecordingSleeper) {
+    let sleeper = RecordingSleeper::new();
+    let tts = OpenAiTts::with_env(config, &HashMap::<String, String>::new())
+        .unwrap()
+        .with_sleeper(SharedSleeper::new(sleeper.clone()));
+    (tts, sleeper)
+}
+
+/// Synthesises `texts` sent up front, then End; returns the events and the outcome.
+async fn run_tts(tts: &OpenAiTts, texts: &[&str]) -> (Vec<TtsEvent>, Result<(), ProviderError>) {
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for t in texts {
+        in_tx.send(TtsInput::Text(t.to_string())).unwrap();
+    }
+    in_tx.send(TtsInput::End).unwrap();
+    let params = TtsParams {
+        preferred_rate: SampleRate::Hz8000,
+    };
+    let result = tts.synthesize(params, in_rx, tx).await;
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (events, result)
+}
+
+fn samples_of(events: &[TtsEvent]) -> Vec<i16> {
+    let mut out = Vec::new();
+    for e in events {
+        if let TtsEvent::Audio { rate, samples } = e {
+            assert_eq!(*rate, SampleRate::Hz24000);
+            out.extend_from_slice(samples);
+        }
+    }
+    out
 }
 
 fn assert_no_key(text: &str) {
@@ -763,6 +816,11 @@ async fn the_key_never_shows_in_debug_or_errors() {
         "{err}"
     );
     assert_no_key(&format!("{err} {err:?}"));
+
+    let tts_config = tts_config(&fake);
+    assert_no_key(&format!("{tts_config:?}"));
+    let (tts, _) = tts_from(tts_config);
+    assert_no_key(&format!("{tts:?}"));
 }
 
 #[tokio::test]
@@ -801,4 +859,191 @@ async fn a_tool_message_without_its_call_id_is_a_config_error() {
     let (_, result) = run_llm(&llm, request).await;
     assert_eq!(result.unwrap_err().kind(), "config");
     assert!(fake.chat_requests().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Speech
+
+#[tokio::test]
+async fn tts_odd_chunks_reassemble_exactly_the_served_samples() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let samples: Vec<i16> = (0..4801)
+        .map(|i| ((i * 7919) % 65536 - 32768) as i16)
+        .collect();
+    fake.push_speech(PcmStream::new(samples.clone()).chunk_sizes(&[1, 7, 1001, 3, 2, 333]));
+    let mut config = tts_config(&fake);
+    config.speed = Some(1.25);
+    config.instructions = Some("Warm and calm.".into());
+    let (tts, _) = tts_from(config);
+    let (events, result) = run_tts(&tts, &["Your table is booked."]).await;
+    result.unwrap();
+    assert_eq!(samples_of(&events), samples);
+    assert_eq!(events.last(), Some(&TtsEvent::Done));
+    for e in &events[..events.len() - 1] {
+        match e {
+            TtsEvent::Audio { samples, .. } => assert!(!samples.is_empty() && samples.len() <= 480),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    let sent = fake.speech_requests();
+    assert_eq!(sent.len(), 1);
+    let req = &sent[0];
+    assert_eq!(req.method, "POST");
+    assert_eq!(
+        req.header("authorization"),
+        Some(&*format!("Bearer {FAKE_OPENAI_KEY}"))
+    );
+    assert_eq!(
+        req.json().unwrap(),
+        json!({
+            "model": "gpt-4o-mini-tts",
+            "input": "Your table is booked.",
+            "voice": "marin",
+            "response_format": "pcm",
+            "speed": 1.25,
+            "instructions": "Warm and calm."
+        })
+    );
+}
+
+#[tokio::test]
+async fn tts_speaks_each_batch_of_text_in_order() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let (tts, _) = tts_from(tts_config(&fake));
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let params = TtsParams {
+        preferred_rate: SampleRate::Hz24000,
+    };
+    let task = tokio::spawn({
+        let tts = tts.clone();
+        async move { tts.synthesize(params, in_rx, tx).await }
+    });
+    in_tx.send(TtsInput::Text("Hello there.".into())).unwrap();
+    // Wait for the first audio so the second text becomes its own request.
+    let mut events = vec![rx.recv().await.unwrap()];
+    in_tx
+        .send(TtsInput::Text("How can I help?".into()))
+        .unwrap();
+    in_tx.send(TtsInput::End).unwrap();
+    task.await.unwrap().unwrap();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    let mut expected = speech_samples("Hello there.");
+    expected.extend(speech_samples("How can I help?"));
+    assert_eq!(samples_of(&events), expected);
+    assert_eq!(events.last(), Some(&TtsEvent::Done));
+    let inputs: Vec<Value> = fake
+        .speech_requests()
+        .iter()
+        .map(|r| r.json().unwrap()["input"].clone())
+        .collect();
+    assert_eq!(
+        inputs,
+        vec![json!("Hello there."), json!("How can I help?")]
+    );
+}
+
+#[tokio::test]
+async fn tts_joins_text_that_queued_up_into_one_request() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let (tts, _) = tts_from(tts_config(&fake));
+    let (events, result) = run_tts(&tts, &["One.", "  ", "Two, three."]).await;
+    result.unwrap();
+    assert_eq!(samples_of(&events), speech_samples("One. Two, three."));
+    assert_eq!(fake.speech_requests().len(), 1);
+}
+
+#[tokio::test]
+async fn tts_with_no_text_just_finishes() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let (tts, _) = tts_from(tts_config(&fake));
+    let (events, result) = run_tts(&tts, &[]).await;
+    result.unwrap();
+    assert_eq!(events, vec![TtsEvent::Done]);
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn tts_custom_voice_ids_are_sent_as_objects() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let mut config = tts_config(&fake);
+    config.voice = "voice_abc123".into();
+    let (tts, _) = tts_from(config);
+    run_tts(&tts, &["Hi."]).await.1.unwrap();
+    assert_eq!(
+        fake.speech_requests()[0].json().unwrap()["voice"],
+        json!({"id": "voice_abc123"})
+    );
+}
+
+#[tokio::test]
+async fn tts_faults_end_in_typed_errors() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let (tts, sleeper) = tts_from(tts_config(&fake));
+
+    fake.push_speech(SpeechReply::error(
+        401,
+        "invalid_request_error",
+        Some("invalid_api_key"),
+        "Incorrect API key provided.",
+    ));
+    let (events, result) = run_tts(&tts, &["Hi."]).await;
+    assert_eq!(result.unwrap_err().kind(), "auth");
+    assert!(events.is_empty());
+
+    fake.push_speech(Reply::new(429).header("retry-after", "1"));
+    let (events, result) = run_tts(&tts, &["Retry me."]).await;
+    result.unwrap();
+    assert_eq!(samples_of(&events), speech_samples("Retry me."));
+    assert_eq!(sleeper.waits(), vec![Duration::from_secs(1)]);
+
+    let mut config = tts_config(&fake);
+    config.backoff = Backoff::none();
+    let (tts, _) = tts_from(config);
+    fake.push_speech(SpeechReply::error(500, "server_error", None, "boom"));
+    let (_, result) = run_tts(&tts, &["Hi."]).await;
+    assert!(
+        matches!(result, Err(ProviderError::Http { status: 500, .. })),
+        "{result:?}"
+    );
+
+    fake.push_speech(Reply::json(
+        200,
+        &json!({"error": {"message": "not audio"}}),
+    ));
+    let (_, result) = run_tts(&tts, &["Hi."]).await;
+    assert_eq!(result.unwrap_err().kind(), "protocol");
+}
+
+#[tokio::test]
+async fn tts_dropped_body_delivers_the_audio_before_it() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let samples: Vec<i16> = (0..2000).map(|i| i as i16).collect();
+    fake.push_speech(
+        PcmStream::new(samples.clone())
+            .chunk_sizes(&[301])
+            .abort_after_bytes(1001),
+    );
+    let (tts, _) = tts_from(tts_config(&fake));
+    let (events, result) = run_tts(&tts, &["Cut off."]).await;
+    assert_eq!(result.unwrap_err().kind(), "closed");
+    // 1001 bytes hold 500 whole samples; the dangling half sample is dropped.
+    assert_eq!(samples_of(&events), samples[..500]);
+    assert!(!events.contains(&TtsEvent::Done));
+}
+
+#[tokio::test]
+async fn tts_slow_first_byte_times_out() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    fake.push_speech(PcmStream::new(vec![1, 2, 3]).first_byte_delay(Duration::from_millis(400)));
+    let mut config = tts_config(&fake);
+    config.first_byte_timeout = Duration::from_millis(80);
+    config.backoff = Backoff::none();
+    let (tts, _) = tts_from(config);
+    let (events, result) = run_tts(&tts, &["Hi."]).await;
+    assert_eq!(result.unwrap_err().kind(), "first-byte-timeout");
+    assert!(events.is_empty());
 }
