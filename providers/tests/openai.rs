@@ -736,10 +736,11 @@ async fn a_slow_first_byte_times_out() {
 #[tokio::test]
 async fn a_slow_first_byte_is_retried_when_the_policy_allows() {
     let fake = FakeOpenAi::start().await.unwrap();
-    fake.push_chat(ChatStream::text_reply(&["late"]).headers_delay(Duration::from_millis(300)));
+    // The timeout leaves a loaded machine ample time for the second, prompt reply.
+    fake.push_chat(ChatStream::text_reply(&["late"]).headers_delay(Duration::from_secs(3)));
     fake.push_chat(ChatStream::text_reply(&["on time"]));
     let mut config = llm_config(&fake);
-    config.first_byte_timeout = Duration::from_millis(80);
+    config.first_byte_timeout = Duration::from_millis(300);
     let sleeper = RecordingSleeper::new();
     let llm = OpenAiLlm::with_env(config, &HashMap::<String, String>::new())
         .unwrap()
