@@ -493,6 +493,9 @@ impl<P: MediaPort> CallTask<P> {
             stt_control = Some(ctl_tx);
         }
 
+        // Caller audio counts as used only when a session takes it.
+        let has_listener = stt_control.is_some() || rt_control.is_some();
+        const FRAME: Duration = Duration::from_millis(FRAME_MS as u64);
         let mut llm_tasks: HashMap<OpId, AbortHandle> = HashMap::new();
         let mut tts_tasks: HashMap<OpId, (AbortHandle, Option<mpsc::UnboundedSender<TtsInput>>)> =
             HashMap::new();
@@ -527,8 +530,12 @@ impl<P: MediaPort> CallTask<P> {
                             let outcome = vad.process(now, &caller_frame);
                             call.on_caller_vad(now, outcome);
                         }
-                        if call.forwards_caller_audio() && !audio_tx.push(caller_frame) {
-                            counters.stt_frames_dropped += 1;
+                        if call.forwards_caller_audio() && has_listener {
+                            if audio_tx.push(caller_frame) {
+                                call.count_forwarded_audio(FRAME);
+                            } else {
+                                counters.stt_frames_dropped += 1;
+                            }
                         }
                     }
                     call.tick(now);
