@@ -1,9 +1,10 @@
-//! Host-side reporting: the platform's webhook bodies built from a call's event stream, and
-//! post-call analysis through the LLM trait.
+//! Host-side reporting: the platform's webhook bodies built from a call's event stream, post-call
+//! analysis through the LLM trait, and a stereo WAV recording of what was heard.
 //!
 //! [`CallReporter`] reads [`EventRecord`](crate::call::EventRecord)s and returns `status-update`
 //! and `tool-calls` bodies as they happen, then exactly one `end-of-call-report` from
-//! [`CallReporter::finish`], which consumes it.
+//! [`CallReporter::finish`], which consumes it. [`WavRecorder`] is a
+//! [`RecordingSink`](crate::driver::RecordingSink) writing caller left, agent right.
 //!
 //! The engine's end reasons map to the platform's `end_reason` strings as
 //! [`EndReason::as_str`](crate::call::EndReason::as_str) spells them: `user_hangup` and
@@ -11,9 +12,13 @@
 //! `voicemail`, `transferred`, `rejected`, `consent_declined` and `error` are the engine's.
 
 pub mod analysis;
+pub mod recording;
 mod reporter;
 
 pub use analysis::{AnalysisError, ModelReply, PostCallAnalyzer, DEFAULT_ANALYSIS_TIMEOUT};
+pub use recording::{
+    FinishedRecording, RecordingError, RecordingHandle, WavRecorder, DEFAULT_RECORDING_RATE,
+};
 pub use reporter::{CallMetadata, CallReport, CallReporter, UNFINISHED_STREAM_ERROR};
 
 use crate::call::{CallStatus, Direction, EndReason};
