@@ -436,8 +436,14 @@ impl CallReporter {
     ///
     /// Consumes the reporter: there is no way to build a second report for the call. If the
     /// terminal status was never read, the call counts as ended with an error
-    /// ([`UNFINISHED_STREAM_ERROR`]) at the last event's time. The report's `timestamp` is the
-    /// end of the call plus the time the analysis took.
+    /// ([`UNFINISHED_STREAM_ERROR`]) at the last event's time.
+    ///
+    /// Times: `started_at` is when the call was answered (the `in-progress` status; absent if it
+    /// never was), `ended_at` when the terminal status came, `duration_seconds` the time between
+    /// them rounded to the nearest second (0 if never answered), and `timestamp` the end of the
+    /// call plus the time the analysis took. Summary and structured data are requested side by
+    /// side; a voicemail call gets the platform's fixed summary
+    /// (`Voicemail detected. Left message: …`) without a model request.
     pub async fn finish(mut self, analyzer: &PostCallAnalyzer) -> CallReport {
         let analysis_started = tokio::time::Instant::now();
         self.end_unfinished();
