@@ -17,8 +17,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use voxline_codecs::{AudioFrame, SampleRate, FRAME_MS};
 
 use crate::call::{
-    Action, Call, CallCommand, CallSettings, CommandError, EndReason, EventRecord, OpId,
+    Action, Call, CallCommand, CallSettings, CallStatus, CommandError, EndReason, EventRecord, OpId,
 };
+use crate::platform::{CallControlResponse, ControlCommand, RateLimited, RateLimiter};
 use crate::provider::{
     LlmEvent, LlmProvider, ProviderError, RealtimeControl, RealtimeEvent, RealtimeIo,
     RealtimeParams, RealtimeProvider, SttControl, SttEvent, SttIo, SttProvider, SttSessionParams,
@@ -67,9 +68,16 @@ pub struct ProviderSet {
 }
 
 /// Receives what was actually heard on each side, frame by frame (for the stereo recording).
+///
+/// Called inline on the call task once per 20 ms tick, so an implementation must not block.
+/// Before the call is answered and before recording consent is given, both sides are `None`
+/// (the recording holds silence there, and nothing the caller says is kept).
 pub trait RecordingSink: Send + 'static {
     /// One 20 ms tick: the caller's frame (if any) and the agent's frame (if any).
     fn on_frames(&mut self, caller: Option<&AudioFrame>, agent: Option<&AudioFrame>);
+
+    /// The call has ended and no more frames will come: complete the recording.
+    fn finish(&mut self) {}
 }
 
 /// Driver-level options.
@@ -81,6 +89,9 @@ pub struct DriverOptions {
     pub stt_ring_frames: usize,
     /// Answer at once instead of waiting for `CallHandle::answer`.
     pub auto_answer: bool,
+    /// Limit on platform control commands ([`CallControl::control`]); `None` accepts any number.
+    /// Runs on the call's clock, so it follows tokio's paused time in tests.
+    pub control_rate_limit: Option<RateLimiter>,
 }
 
 impl Default for DriverOptions {
@@ -89,6 +100,7 @@ impl Default for DriverOptions {
             vad: VadConfig::default(),
             stt_ring_frames: 250,
             auto_answer: true,
+            control_rate_limit: Some(RateLimiter::default()),
         }
     }
 }
@@ -98,6 +110,10 @@ impl Default for DriverOptions {
 enum HostMsg {
     Answer,
     Command(CallCommand, oneshot::Sender<Result<(), CommandError>>),
+    Control(
+        CallCommand,
+        oneshot::Sender<Result<(), ControlRequestError>>,
+    ),
     ToolResult(String, serde_json::Value),
     HangUp,
 }
@@ -119,6 +135,90 @@ pub enum ControlError {
     Command(#[from] CommandError),
 }
 
+/// Why a platform control command ([`CallControl::control`]) was refused.
+///
+/// Every variant maps to a failed [`CallControlResponse`]; a refused command leaves the call as it
+/// was.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlRequestError {
+    /// The body is not a platform command: malformed JSON, unknown `type`, a missing, invalid or
+    /// unknown field. The message names the command and field.
+    #[error(transparent)]
+    Invalid(#[from] crate::platform::ControlError),
+    /// The call's command budget is used up; retry after `retry_after`.
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    /// The call is not in progress (still ringing, or ending).
+    #[error("call is not active (status {}); commands are accepted only while it is in progress", .0.as_str())]
+    NotActive(CallStatus),
+    /// The call has ended; there is nothing left to control.
+    #[error(
+        "call is not active: it has ended; commands are accepted only while it is in progress"
+    )]
+    CallEnded,
+    /// The call could not act on an otherwise well-formed command (e.g. a destination it cannot
+    /// dial).
+    #[error("the call refused the command: {0}")]
+    Refused(String),
+}
+
+impl ControlRequestError {
+    /// The platform reply for this refusal: `{"success": false, "message": "<reason>"}`.
+    pub fn response(&self) -> CallControlResponse {
+        CallControlResponse::failed(self.to_string())
+    }
+
+    /// The HTTP status a control endpoint answers with: 429 when rate limited, else 400 (the
+    /// platform's status for an invalid command or a call that is not active).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::RateLimited(_) => 429,
+            _ => 400,
+        }
+    }
+
+    /// How long to wait before retrying, when rate limited.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited(limited) => Some(limited.retry_after),
+            _ => None,
+        }
+    }
+}
+
+impl From<CommandError> for ControlRequestError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::NotActive(status) => Self::NotActive(status),
+            CommandError::Invalid(reason) => Self::Refused(reason),
+        }
+    }
+}
+
+impl From<ControlCommand> for CallCommand {
+    /// The core command for a platform command; both carry the same fields.
+    fn from(command: ControlCommand) -> Self {
+        match command {
+            ControlCommand::InjectContext {
+                content,
+                trigger_response,
+            } => CallCommand::InjectContext {
+                content,
+                trigger_response,
+            },
+            ControlCommand::Say { content, end_after } => CallCommand::Say { content, end_after },
+            ControlCommand::EndCall { message } => CallCommand::EndCall { message },
+            ControlCommand::Transfer {
+                destination,
+                message,
+            } => CallCommand::Transfer {
+                destination,
+                message,
+            },
+        }
+    }
+}
+
 impl CallControl {
     /// Answers a ringing call (when `auto_answer` is off).
     pub fn answer(&self) -> Result<(), ControlError> {
@@ -136,6 +236,45 @@ impl CallControl {
         rx.await
             .map_err(|_| ControlError::CallEnded)?
             .map_err(ControlError::from)
+    }
+
+    /// Sends a platform control command (`POST /calls/{id}/control`) and waits until the call
+    /// took it: the platform's success reply, or why it was refused.
+    ///
+    /// Unlike [`CallControl::command`], this path counts against the call's control rate limit
+    /// ([`DriverOptions::control_rate_limit`]). Commands are checked in this order: the call must
+    /// be in progress, then within its budget, then the core must accept the command. Every
+    /// command that passes the first check uses budget, even one the core then refuses.
+    pub async fn control(
+        &self,
+        command: ControlCommand,
+    ) -> Result<CallControlResponse, ControlRequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(HostMsg::Control(command.into(), tx))
+            .map_err(|_| ControlRequestError::CallEnded)?;
+        rx.await.map_err(|_| ControlRequestError::CallEnded)??;
+        Ok(CallControlResponse::sent())
+    }
+
+    /// Parses a control request body (the platform's command JSON) and sends it as
+    /// [`CallControl::control`] does. A body that does not parse never reaches the call and uses
+    /// no budget.
+    pub async fn control_json(
+        &self,
+        body: &[u8],
+    ) -> Result<CallControlResponse, ControlRequestError> {
+        let command = ControlCommand::from_slice(body)?;
+        self.control(command).await
+    }
+
+    /// [`CallControl::control_json`] folded into the reply a control endpoint sends back:
+    /// `{"success":true,…}` or `{"success":false,"message":"<reason>"}`.
+    pub async fn control_response(&self, body: &[u8]) -> CallControlResponse {
+        match self.control_json(body).await {
+            Ok(response) => response,
+            Err(error) => error.response(),
+        }
     }
 
     /// Delivers the host's result for a tool call.
@@ -354,6 +493,9 @@ impl<P: MediaPort> CallTask<P> {
             stt_control = Some(ctl_tx);
         }
 
+        // Caller audio counts as used only when a session takes it.
+        let has_listener = stt_control.is_some() || rt_control.is_some();
+        const FRAME: Duration = Duration::from_millis(FRAME_MS as u64);
         let mut llm_tasks: HashMap<OpId, AbortHandle> = HashMap::new();
         let mut tts_tasks: HashMap<OpId, (AbortHandle, Option<mpsc::UnboundedSender<TtsInput>>)> =
             HashMap::new();
@@ -367,6 +509,7 @@ impl<P: MediaPort> CallTask<P> {
         }
         let mut end_reason = None;
         let mut transport_open = true;
+        let mut control_limit = options.control_rate_limit.clone();
 
         loop {
             tokio::select! {
@@ -387,8 +530,12 @@ impl<P: MediaPort> CallTask<P> {
                             let outcome = vad.process(now, &caller_frame);
                             call.on_caller_vad(now, outcome);
                         }
-                        if call.forwards_caller_audio() && !audio_tx.push(caller_frame) {
-                            counters.stt_frames_dropped += 1;
+                        if call.forwards_caller_audio() && has_listener {
+                            if audio_tx.push(caller_frame) {
+                                call.count_forwarded_audio(FRAME);
+                            } else {
+                                counters.stt_frames_dropped += 1;
+                            }
                         }
                     }
                     call.tick(now);
@@ -398,7 +545,12 @@ impl<P: MediaPort> CallTask<P> {
                         counters.agent_frames += 1;
                     }
                     if let Some(rec) = recording.as_mut() {
-                        rec.on_frames(have_caller.then_some(&caller_frame), agent);
+                        // Nothing is recorded before the call is live and consent is given.
+                        if call.forwards_caller_audio() {
+                            rec.on_frames(have_caller.then_some(&caller_frame), agent);
+                        } else {
+                            rec.on_frames(None, None);
+                        }
                     }
                     if let Err(e) = port.send_agent_frame(now, agent) {
                         call.fail(now, format!("media send failed: {e}"));
@@ -463,6 +615,18 @@ impl<P: MediaPort> CallTask<P> {
                         }
                         HostMsg::Command(c, reply) => {
                             let _ = reply.send(call.on_command(now, c));
+                        }
+                        HostMsg::Control(c, reply) => {
+                            let result = if call.status() != CallStatus::InProgress {
+                                Err(ControlRequestError::NotActive(call.status()))
+                            } else if let Err(limited) =
+                                control_limit.as_mut().map_or(Ok(()), |l| l.try_acquire(now))
+                            {
+                                Err(ControlRequestError::RateLimited(limited))
+                            } else {
+                                call.on_command(now, c).map_err(ControlRequestError::from)
+                            };
+                            let _ = reply.send(result);
                         }
                         HostMsg::ToolResult(id, v) => {
                             call.on_tool_result(now, &id, v);
@@ -601,6 +765,9 @@ impl<P: MediaPort> CallTask<P> {
                 for h in session_aborts {
                     h.abort();
                 }
+                if let Some(rec) = recording.as_mut() {
+                    rec.finish();
+                }
                 return CallOutcome {
                     end_reason: reason,
                     history: call.history().to_vec(),
@@ -609,6 +776,9 @@ impl<P: MediaPort> CallTask<P> {
             }
             if call.is_ended() && end_reason.is_none() && !transport_open && prx.is_empty() {
                 // Ended without a hang-up action (cannot happen by construction); end safely.
+                if let Some(rec) = recording.as_mut() {
+                    rec.finish();
+                }
                 return CallOutcome {
                     end_reason: EndReason::Error,
                     history: call.history().to_vec(),

@@ -12,6 +12,7 @@ pub mod driver;
 pub mod media;
 pub mod platform;
 pub mod provider;
+pub mod report;
 pub mod ring;
 pub mod testkit;
 pub mod vad;

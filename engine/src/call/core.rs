@@ -453,6 +453,12 @@ impl Call {
             && matches!(self.consent, Consent::NotNeeded | Consent::Given)
     }
 
+    /// Counts caller audio handed to speech recognition (or the realtime model) in the usage
+    /// totals; the driver calls it for every frame it forwards.
+    pub fn count_forwarded_audio(&mut self, duration: Duration) {
+        self.usage.stt_audio_seconds += duration.as_secs_f64();
+    }
+
     /// True while agent audio is queued or being produced.
     pub fn agent_speaking(&self) -> bool {
         !self.speech_order.is_empty()

@@ -47,6 +47,49 @@ pub enum EndReason {
     Error,
 }
 
+impl CallStatus {
+    /// The platform's wire string, e.g. `in-progress` (same as the serde form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Ringing => "ringing",
+            CallStatus::InProgress => "in-progress",
+            CallStatus::Ended => "ended",
+            CallStatus::EndedWithError => "ended-with-error",
+            CallStatus::Transferred => "transferred",
+        }
+    }
+
+    /// True for the statuses a call ends in (`ended`, `ended-with-error`, `transferred`).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            CallStatus::Ended | CallStatus::EndedWithError | CallStatus::Transferred
+        )
+    }
+}
+
+impl EndReason {
+    /// The `end_reason` string the platform's webhooks carry (same as the serde form).
+    ///
+    /// The platform documents `user_hangup` and `max_duration`; the others are the engine's own
+    /// snake_case names: `assistant_ended`, `host_ended`, `silence_timeout`, `voicemail`,
+    /// `transferred`, `rejected`, `consent_declined`, `error`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndReason::UserHangup => "user_hangup",
+            EndReason::AssistantEnded => "assistant_ended",
+            EndReason::HostEnded => "host_ended",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::SilenceTimeout => "silence_timeout",
+            EndReason::Voicemail => "voicemail",
+            EndReason::Transferred => "transferred",
+            EndReason::Rejected => "rejected",
+            EndReason::ConsentDeclined => "consent_declined",
+            EndReason::Error => "error",
+        }
+    }
+}
+
 /// One event of the stream, stamped with call time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
@@ -205,4 +248,44 @@ pub enum CallEvent {
     },
     /// Usage totals, emitted once when the call ends.
     Usage(Usage),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_strings_match_the_serde_form() {
+        for status in [
+            CallStatus::Ringing,
+            CallStatus::InProgress,
+            CallStatus::Ended,
+            CallStatus::EndedWithError,
+            CallStatus::Transferred,
+        ] {
+            assert_eq!(
+                serde_json::to_value(status).expect("serializes"),
+                status.as_str()
+            );
+        }
+        for reason in [
+            EndReason::UserHangup,
+            EndReason::AssistantEnded,
+            EndReason::HostEnded,
+            EndReason::MaxDuration,
+            EndReason::SilenceTimeout,
+            EndReason::Voicemail,
+            EndReason::Transferred,
+            EndReason::Rejected,
+            EndReason::ConsentDeclined,
+            EndReason::Error,
+        ] {
+            assert_eq!(
+                serde_json::to_value(&reason).expect("serializes"),
+                reason.as_str()
+            );
+        }
+        assert!(CallStatus::Transferred.is_terminal());
+        assert!(!CallStatus::InProgress.is_terminal());
+    }
 }
