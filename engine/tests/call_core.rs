@@ -30,6 +30,8 @@ struct Harness {
     /// Agent frames played, with the time each was pulled.
     played: Vec<Duration>,
     frame: AudioFrame,
+    /// The caller is voicing: every frame reports a voiced VAD decision.
+    voicing: bool,
 }
 
 impl Harness {
@@ -41,6 +43,7 @@ impl Harness {
             actions: Vec::new(),
             played: Vec::new(),
             frame: AudioFrame::silent(SampleRate::Hz24000),
+            voicing: false,
         };
         h.call.start(Duration::ZERO);
         h.drain();
@@ -61,6 +64,13 @@ impl Harness {
         let end = self.now + d;
         while self.now < end {
             self.now += FRAME;
+            self.call.on_caller_vad(
+                self.now,
+                VadOutcome {
+                    voiced: Some(self.voicing),
+                    transition: None,
+                },
+            );
             self.call.tick(self.now);
             if self
                 .call
@@ -85,10 +95,12 @@ impl Harness {
     }
 
     fn speech_start(&mut self) {
+        self.voicing = true;
         self.vad(VadTransition::SpeechStarted { at: self.now });
     }
 
     fn speech_stop(&mut self) {
+        self.voicing = false;
         self.vad(VadTransition::SpeechStopped { at: self.now });
     }
 
@@ -1003,6 +1015,7 @@ fn rejected_assistant_request_speaks_the_error_then_hangs_up() {
         actions: Vec::new(),
         played: Vec::new(),
         frame: AudioFrame::silent(SampleRate::Hz24000),
+        voicing: false,
     };
     h.drain();
     assert!(h.actions.iter().any(

@@ -284,6 +284,8 @@ struct CallerTurn {
     interim: String,
     final_since_stop: bool,
     words_since_start: u32,
+    /// Voiced audio heard since the current speech started (VAD hang-over not counted).
+    voiced_since_start: Duration,
 }
 
 impl CallerTurn {
@@ -639,10 +641,19 @@ impl Call {
         if !self.forwards_caller_audio() {
             return;
         }
+        let frame = Duration::from_millis(voxline_codecs::FRAME_MS as u64);
         match outcome.transition {
-            Some(VadTransition::SpeechStarted { at: start }) => self.caller_speech_started(start),
+            Some(VadTransition::SpeechStarted { at: start }) => {
+                self.caller_speech_started(start);
+                // The detector already heard this much voice before it declared speech.
+                self.caller.voiced_since_start = (at + frame).saturating_sub(start);
+            }
             Some(VadTransition::SpeechStopped { at: stop }) => self.caller_speech_stopped(stop),
-            None => {}
+            None => {
+                if self.caller.speaking && outcome.voiced == Some(true) {
+                    self.caller.voiced_since_start += frame;
+                }
+            }
         }
         if self.caller.speaking {
             self.check_interruption();
@@ -720,8 +731,8 @@ impl Call {
         };
         let rules = self.settings.turn;
         if self.caller.speaking {
-            let long_enough =
-                self.now.saturating_sub(pause.speech_started) >= rules.interruption_min_duration;
+            // Count voiced audio, not time: a cough followed by the VAD's hang-over is short.
+            let long_enough = self.caller.voiced_since_start >= rules.interruption_min_duration;
             let enough_words = self.caller.words_since_start >= rules.interruption_min_words;
             if long_enough && enough_words {
                 self.barge_in();
