@@ -297,7 +297,6 @@ impl CallerTurn {
 /// An agent pause for possible interruption.
 #[derive(Debug, Clone, Copy)]
 struct Pause {
-    speech_started: Duration,
     resume_at: Option<Duration>,
 }
 
@@ -684,10 +683,7 @@ impl Call {
             }
         }
         if audible {
-            let pause = Pause {
-                speech_started: at,
-                resume_at: None,
-            };
+            let pause = Pause { resume_at: None };
             if self.settings.turn.false_interruption_timeout.is_some() && !self.playout.is_paused()
             {
                 self.playout.set_paused(true);
