@@ -428,7 +428,7 @@ fn unknown_provider_names_the_field_and_choices() {
     assert_eq!(
         error_of(&doc),
         "llm_config.provider: unknown provider \"foo\" (expected one of: openai, xai, mistral, \
-         google, anthropic, groq, google_realtime, xai_realtime, openai_live, openai_realtime)"
+         google, anthropic, groq, google_realtime, xai_realtime, openai_live, openai_realtime, scripted)"
     );
     let mut doc = base();
     doc["tts_config"]["provider"] = json!("cartesia");

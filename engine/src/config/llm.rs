@@ -42,6 +42,9 @@ string_enum! {
         /// OpenAI Realtime API (realtime). Not in the platform catalog: an engine extension that
         /// takes the XAIRealtimeConfig shape (voice, turn_detection, speed, transcription).
         OpenAiRealtime = "openai_realtime",
+        /// The offline stand-in (engine extension): a deterministic local agent driven by the
+        /// assistant's prompt and tools; used when no model is reachable.
+        Scripted = "scripted",
     }
 }
 
@@ -63,7 +66,8 @@ impl LlmProvider {
             | LlmProvider::Mistral
             | LlmProvider::Google
             | LlmProvider::Anthropic
-            | LlmProvider::Groq => LlmKind::Text,
+            | LlmProvider::Groq
+            | LlmProvider::Scripted => LlmKind::Text,
             LlmProvider::GoogleRealtime
             | LlmProvider::XaiRealtime
             | LlmProvider::OpenAiLive
@@ -90,7 +94,7 @@ impl LlmProvider {
             LlmProvider::XaiRealtime => Some("grok-voice-think-fast-2.0"),
             LlmProvider::OpenAiLive => Some("gpt-live-1"),
             LlmProvider::OpenAiRealtime => Some("gpt-realtime"),
-            LlmProvider::Anthropic | LlmProvider::Groq => None,
+            LlmProvider::Anthropic | LlmProvider::Groq | LlmProvider::Scripted => None,
         }
     }
 
@@ -654,7 +658,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "provider: unknown provider \"foo\" (expected one of: openai, xai, mistral, google, \
-             anthropic, groq, google_realtime, xai_realtime, openai_live, openai_realtime)"
+             anthropic, groq, google_realtime, xai_realtime, openai_live, openai_realtime, scripted)"
         );
     }
 

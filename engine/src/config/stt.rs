@@ -24,6 +24,8 @@ string_enum! {
         Mistral = "mistral",
         /// Google Cloud Speech (EU).
         Google = "google",
+        /// PocketSphinx, offline (engine extension; US English model from Debian's packages).
+        Pocketsphinx = "pocketsphinx",
     }
 }
 
@@ -36,6 +38,7 @@ impl SttProvider {
             SttProvider::Gladia => &["solaria-1"],
             SttProvider::Mistral => &["voxtral-mini-latest"],
             SttProvider::Google => &["chirp_3"],
+            SttProvider::Pocketsphinx => &["en-us"],
         }
     }
 
@@ -325,7 +328,7 @@ impl ConfigSection for SttConfig {
             SttProvider::Gladia => {
                 check::opt_range_f64(&join(path, "endpointing"), self.endpointing, 0.01, 1.0)?;
             }
-            SttProvider::Mistral | SttProvider::Google => {}
+            SttProvider::Mistral | SttProvider::Google | SttProvider::Pocketsphinx => {}
         }
         Ok(())
     }

@@ -24,6 +24,10 @@ string_enum! {
         Xai = "xai",
         /// The platform's own voice (beta).
         Voicedock = "voicedock",
+        /// OpenAI `/v1/audio/speech` (engine extension; not in the platform catalog).
+        OpenAi = "openai",
+        /// espeak-ng, offline (engine extension; Debian's espeak-ng).
+        Espeak = "espeak",
     }
 }
 
@@ -53,6 +57,8 @@ impl TtsProvider {
             ],
             TtsProvider::Xai => &[],
             TtsProvider::Voicedock => &["voicedock-1"],
+            TtsProvider::OpenAi => &["gpt-4o-mini-tts", "tts-1", "tts-1-hd"],
+            TtsProvider::Espeak => &[],
         }
     }
 
@@ -185,7 +191,10 @@ impl ConfigSection for TtsConfig {
             TtsProvider::Google => Some(voices::GEMINI_VOICES),
             TtsProvider::Xai => Some(voices::XAI_VOICES),
             TtsProvider::Voicedock => Some(&[VOICEDOCK_VOICE_ID]),
-            TtsProvider::ElevenLabs | TtsProvider::Inworld => None,
+            TtsProvider::ElevenLabs
+            | TtsProvider::Inworld
+            | TtsProvider::OpenAi
+            | TtsProvider::Espeak => None,
         };
         if let Some(catalog) = catalog {
             if !catalog.contains(&self.voice_id.as_str()) {
