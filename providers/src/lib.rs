@@ -2,6 +2,7 @@
 
 pub use voxline_engine as engine;
 
+pub mod deepgram;
 #[cfg(feature = "fake-servers")]
 pub mod fake;
 pub mod net;

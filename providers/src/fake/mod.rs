@@ -4,5 +4,6 @@
 //! [`http`] and [`ws`] are the scripted transports; each provider module builds a
 //! strict, scriptable fake of one service on top of them.
 
+pub mod deepgram;
 pub mod http;
 pub mod ws;
