@@ -231,26 +231,29 @@ pub fn close_error(provider: &str, frame: Option<&CloseFrame>) -> ProviderError 
     }
 }
 
-/// Ends a connection politely from a background task: a normal (1000) close frame, then
-/// the socket is flushed and dropped, all bounded by `within`. For sessions that are
-/// cancelled by dropping their future (no `await` is possible in `Drop`): the server learns
-/// at once that the client is gone instead of waiting for a TCP timeout. Outside a tokio
-/// runtime the sink is simply dropped, which closes the TCP connection.
+/// Ends a connection politely: a normal (1000) close frame, then the sink is flushed and
+/// closed, all bounded by `within`. Errors are ignored: the connection is over either way.
+pub async fn close_normally(sink: &mut WsSink, within: Duration) {
+    let polite = async {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = sink.close().await;
+    };
+    let _ = tokio::time::timeout(within, polite).await;
+}
+
+/// [`close_normally`] from a background task, for sessions that are cancelled by dropping
+/// their future (no `await` is possible in `Drop`): the server learns at once that the
+/// client is gone instead of waiting for a TCP timeout. Outside a tokio runtime the sink
+/// is simply dropped, which closes the TCP connection.
 pub fn close_in_background(mut sink: WsSink, within: Duration) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    runtime.spawn(async move {
-        let polite = async {
-            let frame = CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            };
-            let _ = sink.send(Message::Close(Some(frame))).await;
-            let _ = sink.close().await;
-        };
-        let _ = tokio::time::timeout(within, polite).await;
-    });
+    runtime.spawn(async move { close_normally(&mut sink, within).await });
 }
 
 fn is_drop(kind: std::io::ErrorKind) -> bool {
