@@ -5,5 +5,6 @@
 //! strict, scriptable fake of one service on top of them.
 
 pub mod deepgram;
+pub mod elevenlabs;
 pub mod http;
 pub mod ws;
