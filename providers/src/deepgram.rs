@@ -33,6 +33,10 @@
 //! position of the first replayed frame: every [`Word`] stays on the session's audio
 //! timeline (the audio the engine forwarded), and no final transcript is lost.
 //!
+//! Connect failures that may pass (429 honouring `Retry-After`, 5xx, timeouts) are retried
+//! the same way, the first connect included, each announced by `Reconnecting`; audio keeps
+//! being buffered meanwhile.
+//!
 //! The backoff schedule starts afresh once a connection delivers a `Results` message, so a
 //! long call survives many separate drops, while a server that fails every attempt ends
 //! the session after [`Backoff::max_attempts`].
