@@ -2,6 +2,8 @@
 
 pub use voxline_engine as engine;
 
+pub mod deepgram;
+pub mod elevenlabs;
 #[cfg(feature = "fake-servers")]
 pub mod fake;
 pub mod net;

@@ -4,6 +4,8 @@
 //! [`http`] and [`ws`] are the scripted transports; each provider module (e.g.
 //! [`openai`]) builds a strict, scriptable fake of one service on top of them.
 
+pub mod deepgram;
+pub mod elevenlabs;
 pub mod http;
 pub mod openai;
 pub mod ws;

@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod endpoint;
 pub mod http;
+pub mod query;
 pub mod secret;
 pub mod sse;
 pub mod ws;
@@ -11,6 +12,7 @@ pub mod ws;
 pub use backoff::{Backoff, Sleeper};
 pub use endpoint::{Endpoint, Env, ProcessEnv, Service};
 pub use http::{Auth, HttpClient, HttpTimeouts};
+pub use query::Query;
 pub use secret::ApiKey;
 pub use sse::{SseEvent, SseParser};
 pub use ws::{WsConnection, WsRequest};

@@ -8,10 +8,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -168,6 +170,11 @@ pub fn map_error(provider: &str, error: WsError, key: Option<&ApiKey>) -> Provid
             code: None,
             reason: "the connection was closed".into(),
         },
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => ProviderError::Closed {
+            provider: p,
+            code: None,
+            reason: "the connection was reset without a close frame".into(),
+        },
         WsError::Io(e) if is_drop(e.kind()) => ProviderError::Closed {
             provider: p,
             code: None,
@@ -224,6 +231,31 @@ pub fn close_error(provider: &str, frame: Option<&CloseFrame>) -> ProviderError 
     }
 }
 
+/// Ends a connection politely: a normal (1000) close frame, then the sink is flushed and
+/// closed, all bounded by `within`. Errors are ignored: the connection is over either way.
+pub async fn close_normally(sink: &mut WsSink, within: Duration) {
+    let polite = async {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = sink.close().await;
+    };
+    let _ = tokio::time::timeout(within, polite).await;
+}
+
+/// [`close_normally`] from a background task, for sessions that are cancelled by dropping
+/// their future (no `await` is possible in `Drop`): the server learns at once that the
+/// client is gone instead of waiting for a TCP timeout. Outside a tokio runtime the sink
+/// is simply dropped, which closes the TCP connection.
+pub fn close_in_background(mut sink: WsSink, within: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move { close_normally(&mut sink, within).await });
+}
+
 fn is_drop(kind: std::io::ErrorKind) -> bool {
     use std::io::ErrorKind::*;
     matches!(
@@ -258,7 +290,6 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
     #[test]
     fn tls_config_builds_with_ring() {
