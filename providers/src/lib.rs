@@ -4,6 +4,7 @@ pub use voxline_engine as engine;
 
 pub mod deepgram;
 pub mod elevenlabs;
+pub mod factory;
 #[cfg(feature = "fake-servers")]
 pub mod fake;
 pub mod net;

@@ -22,6 +22,8 @@ pub trait PacketTransport: Send + 'static {
     ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a;
     /// Sends a datagram without waiting; a full socket buffer drops it (returns `Ok(false)`).
     fn send_to(&mut self, buf: &[u8], to: SocketAddr) -> io::Result<bool>;
+    /// Takes a datagram that is already waiting, without waiting for one.
+    fn try_recv_from(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>>;
 }
 
 impl PacketTransport for UdpSocket {
@@ -36,6 +38,14 @@ impl PacketTransport for UdpSocket {
         match self.try_send_to(buf, to) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn try_recv_from(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
+        match UdpSocket::try_recv_from(self, buf) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -95,6 +105,21 @@ impl PacketTransport for MemoryTransport {
 
     fn send_to(&mut self, buf: &[u8], _to: SocketAddr) -> io::Result<bool> {
         Ok(self.tx.send((buf.to_vec(), self.local)).is_ok())
+    }
+
+    fn try_recv_from(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
+        match self.rx.try_recv() {
+            Ok((data, from)) => {
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                Ok(Some((n, from)))
+            }
+            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "pipe closed",
+            )),
+        }
     }
 }
 

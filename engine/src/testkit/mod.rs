@@ -18,6 +18,8 @@ use crate::provider::{
     TtsEvent, TtsInput, TtsParams, TtsProvider, Word,
 };
 
+pub mod caller;
+
 /// Speech recognition stand-in: detects utterances in the caller audio by energy
 /// and emits the next scripted transcript for each one.
 #[derive(Clone)]

@@ -1,0 +1,307 @@
+//! Builds a call's providers from the assistant config: each `provider` string picks
+//! its wire-protocol adapter, with endpoints and keys from config or environment.
+//!
+//! A hosted provider without a key cannot run; when an offline stand-in exists it takes
+//! that provider's place and a notice says so, otherwise the error names the variable
+//! to set. Nothing is substituted silently.
+
+use std::sync::Arc;
+
+use voxline_engine::config::{Assistant, LlmProvider, SttProvider, TtsProvider};
+use voxline_engine::driver::ProviderSet;
+use voxline_engine::provider::{
+    LlmProvider as LlmTrait, ProviderError, SttProvider as SttTrait, TtsProvider as TtsTrait,
+};
+
+use crate::deepgram::{DeepgramConfig, DeepgramStt};
+use crate::elevenlabs::{ElevenLabsConfig, ElevenLabsTts};
+use crate::net::endpoint::{Env, Service};
+use crate::net::secret::ApiKey;
+use crate::openai_llm::{OpenAiLlm, OpenAiLlmConfig};
+use crate::openai_tts::{OpenAiTts, OpenAiTtsConfig};
+
+/// Why a call's providers could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FactoryError {
+    /// The assistant names a provider this build has no adapter for.
+    #[error("{stage}.provider: {provider:?} has no adapter in voxline ({hint})")]
+    Unsupported {
+        /// `stt_config`, `llm_config` or `tts_config`.
+        stage: &'static str,
+        /// The provider id.
+        provider: String,
+        /// What to use instead.
+        hint: &'static str,
+    },
+    /// An adapter rejected its configuration (bad URL, no key and no stand-in).
+    #[error("{stage}: {source}")]
+    Provider {
+        /// `stt_config`, `llm_config` or `tts_config`.
+        stage: &'static str,
+        /// The adapter's error.
+        source: ProviderError,
+    },
+    /// The pipeline needs a stage the assistant does not configure.
+    #[error(
+        "{0} is missing: the standard pipeline needs speech-to-text, a model and text-to-speech"
+    )]
+    Missing(&'static str),
+}
+
+/// Offline stand-ins, supplied by whoever has them (the offline module, a host, a test).
+#[derive(Clone, Default)]
+pub struct Standins {
+    /// Speech recognition without a network.
+    pub stt: Option<Arc<dyn SttTrait>>,
+    /// A language model without a network.
+    pub llm: Option<Arc<dyn LlmTrait>>,
+    /// Speech synthesis without a network.
+    pub tts: Option<Arc<dyn TtsTrait>>,
+}
+
+/// What was built, and what the host should tell its user about it.
+pub struct BuiltProviders {
+    /// The providers, ready for `voxline_engine::driver::new_call`.
+    pub set: ProviderSet,
+    /// One line per stage that was substituted or points somewhere unusual.
+    pub notices: Vec<String>,
+}
+
+impl std::fmt::Debug for BuiltProviders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |o: Option<&str>| o.unwrap_or("-").to_string();
+        f.debug_struct("BuiltProviders")
+            .field("stt", &name(self.set.stt.as_ref().map(|p| p.name())))
+            .field("llm", &name(self.set.llm.as_ref().map(|p| p.name())))
+            .field("tts", &name(self.set.tts.as_ref().map(|p| p.name())))
+            .field(
+                "realtime",
+                &name(self.set.realtime.as_ref().map(|p| p.name())),
+            )
+            .field("notices", &self.notices)
+            .finish()
+    }
+}
+
+fn has_key(service: Service, env: &dyn Env) -> bool {
+    env.var(service.key_env)
+        .is_some_and(|k| !k.trim().is_empty())
+}
+
+fn no_key(stage: &'static str, service: Service) -> FactoryError {
+    FactoryError::Provider {
+        stage,
+        source: ProviderError::Config {
+            provider: service.name.to_string(),
+            detail: format!(
+                "no API key: set {} (or configure an offline provider)",
+                service.key_env
+            ),
+        },
+    }
+}
+
+/// Builds the providers `assistant` asks for, reading keys and base URLs from `env`;
+/// `standins` fill in for hosted providers that have no key.
+pub fn build_providers(
+    assistant: &Assistant,
+    env: &dyn Env,
+    standins: &Standins,
+) -> Result<BuiltProviders, FactoryError> {
+    let mut notices = Vec::new();
+    if assistant.realtime().is_some() {
+        return Err(FactoryError::Unsupported {
+            stage: "llm_config",
+            provider: assistant.llm_config.provider.as_str().to_string(),
+            hint: "speech-to-speech adapters are wired separately; use a text model here",
+        });
+    }
+    let set = ProviderSet {
+        stt: Some(build_stt(assistant, env, standins, &mut notices)?),
+        llm: Some(build_llm(assistant, env, standins, &mut notices)?),
+        tts: Some(build_tts(assistant, env, standins, &mut notices)?),
+        realtime: None,
+    };
+    Ok(BuiltProviders { set, notices })
+}
+
+fn standin<T: ?Sized>(
+    stage: &'static str,
+    what: &str,
+    service: Service,
+    standin: &Option<Arc<T>>,
+    notices: &mut Vec<String>,
+) -> Result<Arc<T>, FactoryError> {
+    match standin {
+        Some(s) => {
+            notices.push(format!(
+                "{stage}: no {} set, so the offline {what} stands in for {}",
+                service.key_env, service.name
+            ));
+            Ok(s.clone())
+        }
+        None => Err(no_key(stage, service)),
+    }
+}
+
+fn build_stt(
+    assistant: &Assistant,
+    env: &dyn Env,
+    standins: &Standins,
+    notices: &mut Vec<String>,
+) -> Result<Arc<dyn SttTrait>, FactoryError> {
+    let stt = assistant
+        .stt_config
+        .as_ref()
+        .ok_or(FactoryError::Missing("stt_config"))?;
+    let wrap = |source| FactoryError::Provider {
+        stage: "stt_config",
+        source,
+    };
+    match stt.provider {
+        SttProvider::Deepgram => {
+            if !has_key(Service::DEEPGRAM, env) {
+                return standin(
+                    "stt_config",
+                    "recogniser",
+                    Service::DEEPGRAM,
+                    &standins.stt,
+                    notices,
+                );
+            }
+            let cfg = DeepgramConfig::from_stt_config(stt).map_err(wrap)?;
+            Ok(Arc::new(DeepgramStt::with_env(cfg, env).map_err(wrap)?))
+        }
+        SttProvider::Pocketsphinx => standins.stt.clone().ok_or(FactoryError::Unsupported {
+            stage: "stt_config",
+            provider: "pocketsphinx".into(),
+            hint: "this build has no offline recogniser",
+        }),
+        other => Err(FactoryError::Unsupported {
+            stage: "stt_config",
+            provider: other.as_str().to_string(),
+            hint: "use deepgram, or pocketsphinx offline",
+        }),
+    }
+}
+
+fn build_llm(
+    assistant: &Assistant,
+    env: &dyn Env,
+    standins: &Standins,
+    notices: &mut Vec<String>,
+) -> Result<Arc<dyn LlmTrait>, FactoryError> {
+    let llm = &assistant.llm_config;
+    let wrap = |source| FactoryError::Provider {
+        stage: "llm_config",
+        source,
+    };
+    let temperature = llm.temperature.map(|t| t as f32);
+    let max_tokens = llm
+        .max_completion_tokens
+        .and_then(|t| u32::try_from(t).ok());
+    let (mut cfg, service) = match llm.provider {
+        LlmProvider::OpenAi => (OpenAiLlmConfig::openai(llm.model.clone()), Service::OPENAI),
+        LlmProvider::Xai => (OpenAiLlmConfig::xai(llm.model.clone()), Service::XAI),
+        LlmProvider::Mistral => (OpenAiLlmConfig::mistral(llm.model.clone()), Service::MISTRAL),
+        LlmProvider::Groq => (OpenAiLlmConfig::groq(llm.model.clone()), Service::GROQ),
+        LlmProvider::Scripted => {
+            return standins.llm.clone().ok_or(FactoryError::Unsupported {
+                stage: "llm_config",
+                provider: "scripted".into(),
+                hint: "this build has no offline model",
+            })
+        }
+        other => {
+            return Err(FactoryError::Unsupported {
+                stage: "llm_config",
+                provider: other.as_str().to_string(),
+                hint: "use openai, xai, mistral, groq, or any OpenAI-compatible server through OPENAI_BASE_URL",
+            })
+        }
+    };
+    cfg.temperature = temperature;
+    cfg.max_tokens = max_tokens;
+    if !has_key(service, env) {
+        // A local OpenAI-compatible server (llama.cpp, Ollama, vLLM) takes over when its URL is set.
+        if let Some(base) = env.var("OPENAI_BASE_URL").filter(|b| !b.trim().is_empty()) {
+            let mut local =
+                OpenAiLlmConfig::compatible("openai-compatible", base.clone(), llm.model.clone());
+            local.api_key = ApiKey::from_config(env.var("OPENAI_API_KEY").as_deref());
+            local.temperature = temperature;
+            local.max_tokens = max_tokens;
+            notices.push(format!(
+                "llm_config: no {} set, so the OpenAI-compatible server at {base} (OPENAI_BASE_URL) answers",
+                service.key_env
+            ));
+            return Ok(Arc::new(OpenAiLlm::with_env(local, env).map_err(wrap)?));
+        }
+        return standin(
+            "llm_config",
+            "scripted agent",
+            service,
+            &standins.llm,
+            notices,
+        );
+    }
+    Ok(Arc::new(OpenAiLlm::with_env(cfg, env).map_err(wrap)?))
+}
+
+fn build_tts(
+    assistant: &Assistant,
+    env: &dyn Env,
+    standins: &Standins,
+    notices: &mut Vec<String>,
+) -> Result<Arc<dyn TtsTrait>, FactoryError> {
+    let tts = assistant
+        .tts_config
+        .as_ref()
+        .ok_or(FactoryError::Missing("tts_config"))?;
+    let wrap = |source| FactoryError::Provider {
+        stage: "tts_config",
+        source,
+    };
+    match tts.provider {
+        TtsProvider::ElevenLabs => {
+            if !has_key(Service::ELEVENLABS, env) {
+                return standin(
+                    "tts_config",
+                    "voice",
+                    Service::ELEVENLABS,
+                    &standins.tts,
+                    notices,
+                );
+            }
+            let cfg = ElevenLabsConfig::from_tts_config(tts).map_err(wrap)?;
+            Ok(Arc::new(ElevenLabsTts::with_env(cfg, env).map_err(wrap)?))
+        }
+        TtsProvider::OpenAi => {
+            if !has_key(Service::OPENAI, env) {
+                return standin(
+                    "tts_config",
+                    "voice",
+                    Service::OPENAI,
+                    &standins.tts,
+                    notices,
+                );
+            }
+            let model = tts
+                .model
+                .clone()
+                .unwrap_or_else(|| "gpt-4o-mini-tts".to_string());
+            let mut cfg = OpenAiTtsConfig::new(model, tts.voice_id.clone());
+            cfg.speed = tts.speed.map(|s| s as f32);
+            Ok(Arc::new(OpenAiTts::with_env(cfg, env).map_err(wrap)?))
+        }
+        TtsProvider::Espeak => standins.tts.clone().ok_or(FactoryError::Unsupported {
+            stage: "tts_config",
+            provider: "espeak".into(),
+            hint: "this build has no offline voice",
+        }),
+        other => Err(FactoryError::Unsupported {
+            stage: "tts_config",
+            provider: other.as_str().to_string(),
+            hint: "use elevenlabs or openai, or espeak offline",
+        }),
+    }
+}
