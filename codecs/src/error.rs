@@ -101,4 +101,13 @@ pub enum CodecError {
         /// The library's description of the failure.
         detail: String,
     },
+    /// A malformed RTP packet, or one that cannot be written.
+    #[error(transparent)]
+    Rtp(#[from] crate::rtp::RtpError),
+    /// A malformed telephone-event payload or an invalid DTMF request.
+    #[error(transparent)]
+    Dtmf(#[from] crate::dtmf::DtmfError),
+    /// A payload-type mapping that was rejected.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }

@@ -7,7 +7,9 @@
 pub use voxline_codecs as codecs;
 
 pub mod call;
+pub mod config;
 pub mod driver;
+pub mod media;
 pub mod platform;
 pub mod provider;
 pub mod ring;

@@ -179,3 +179,127 @@ impl CallSettings {
         out
     }
 }
+
+impl From<crate::config::CallDirection> for Direction {
+    fn from(d: crate::config::CallDirection) -> Self {
+        match d {
+            crate::config::CallDirection::Inbound => Direction::Inbound,
+            crate::config::CallDirection::Outbound => Direction::Outbound,
+            crate::config::CallDirection::Web => Direction::Web,
+        }
+    }
+}
+
+impl CallSettings {
+    /// The settings a call runs with for a validated assistant and call direction:
+    /// the direction picks the greeting, voicemail and consent behaviour.
+    pub fn from_assistant(
+        assistant: &crate::config::Assistant,
+        direction: crate::config::CallDirection,
+    ) -> Self {
+        use crate::config::Tool;
+        let turn = assistant.turn_taking();
+        let llm = &assistant.llm_config;
+        let tools = assistant
+            .tools()
+            .into_iter()
+            .map(|tool| match tool {
+                Tool::Function(f) => CallTool {
+                    spec: ToolSpec {
+                        name: f.name.clone(),
+                        description: f.description.clone().unwrap_or_default(),
+                        parameters: f
+                            .parameters
+                            .clone()
+                            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+                    },
+                    kind: ToolKind::Function {
+                        is_async: f.is_async,
+                        message: f.message.clone(),
+                        timeout: f.timeout(),
+                    },
+                },
+                Tool::EndCall => CallTool {
+                    spec: ToolSpec {
+                        name: "end_call".into(),
+                        description: "End the phone call. Use it when the conversation is over or the caller asks to hang up."
+                            .into(),
+                        parameters: serde_json::json!({"type": "object", "properties": {}}),
+                    },
+                    kind: ToolKind::EndCall,
+                },
+                Tool::TransferCall(t) => {
+                    let numbers: Vec<String> = t.destinations.iter().map(|d| d.number.clone()).collect();
+                    let described: Vec<String> = t
+                        .destinations
+                        .iter()
+                        .map(|d| format!("{} ({})", d.number, d.description))
+                        .collect();
+                    CallTool {
+                        spec: ToolSpec {
+                            name: "transfer_call".into(),
+                            description: format!(
+                                "Transfer the call to a person or department. Destinations: {}.",
+                                described.join("; ")
+                            ),
+                            parameters: serde_json::json!({
+                                "type": "object",
+                                "properties": {"destination": {"type": "string", "enum": numbers}},
+                                "required": ["destination"]
+                            }),
+                        },
+                        kind: ToolKind::Transfer {
+                            destinations: t
+                                .destinations
+                                .iter()
+                                .map(|d| TransferDestination {
+                                    number: d.number.clone(),
+                                    description: d.description.clone(),
+                                    message: d.message.clone(),
+                                })
+                                .collect(),
+                        },
+                    }
+                }
+            })
+            .collect();
+        CallSettings {
+            direction: direction.into(),
+            system_prompt: llm.system_prompt().unwrap_or_default(),
+            first_message: assistant.first_message_for(direction).map(str::to_string),
+            turn: TurnSettings {
+                endpointing_min_delay: turn.endpointing_min_delay,
+                endpointing_max_delay: turn.endpointing_max_delay,
+                interruption_min_duration: turn.interruption_min_duration,
+                interruption_min_words: turn.interruption_min_words,
+                false_interruption_timeout: turn.false_interruption_timeout,
+            },
+            max_duration: assistant.max_duration(),
+            silence: assistant.silence_handling().map(|s| SilenceSettings {
+                first_check: s.first_check,
+                interval: s.interval,
+                max_attempts: s.max_attempts,
+                messages: s.messages.clone(),
+                final_message: s.final_message.clone(),
+            }),
+            voicemail: assistant.voicemail_for(direction).map(|v| v.message),
+            end_call_phrases: assistant.end_call_phrases().to_vec(),
+            end_call_message: assistant.end_call_message().map(str::to_string),
+            pronunciation: assistant
+                .pronunciation()
+                .iter()
+                .map(|r| (r.from.clone(), r.to.clone()))
+                .collect(),
+            tools,
+            recording_consent: assistant
+                .recording_consent_for(direction)
+                .map(|c| c.message.clone()),
+            realtime: assistant.realtime().is_some(),
+            temperature: llm.temperature.map(|t| t as f32),
+            max_tokens: llm
+                .max_completion_tokens
+                .and_then(|t| u32::try_from(t).ok()),
+            error_message: None,
+        }
+    }
+}

@@ -1,0 +1,1767 @@
+//! Adaptive jitter buffer for RTP audio: reorders packets, paces them out one
+//! playout unit at a time, and tells the decoder when to conceal a loss.
+//!
+//! The buffer is sans-IO. It sees packet metadata (sequence number, RTP
+//! timestamp, marker bit) and payload bytes, never decodes anything, and takes
+//! the current time as an argument (a [`Duration`] since any fixed origin, for
+//! example the start of the call), so it runs identically on virtual time.
+//! All storage (payload slots, delay statistics) is allocated once in
+//! [`JitterBuffer::new`]; inserting and popping never allocate.
+//!
+//! # The pop contract
+//!
+//! The endpoint keeps a FIFO of decoded 20 ms frames and plays one every
+//! 20 ms. Whenever that FIFO is empty it calls [`JitterBuffer::pop`] with the
+//! current time, acts on the result, and calls `pop` again (with the same
+//! time) until the FIFO holds at least one frame. Each call hands out one
+//! playout unit, and the buffer assumes the audio of that unit starts playing
+//! at the `now` it was given:
+//!
+//! - [`Playout::Packet`]: decode the payload and queue every decoded frame
+//!   (two or three for 40/60 ms Opus packets; the packet is handed out once).
+//!   `ticks` is the duration the timestamps imply; the decoder's output
+//!   length is authoritative. `adjust` asks to play one frame less or one
+//!   frame more ([`PlayoutAdjust`]) so the buffer can steer its delay without
+//!   gaps; a shortened 20 ms packet yields no audio, so pop again.
+//! - [`Playout::Lost`]: the packet did not arrive in time. Conceal `ticks`
+//!   clock units, which is 0 when that interval already went out as
+//!   `Underrun` (then just pop again); when `next` is present, the following
+//!   packet is already here and Opus can recover the lost audio from its
+//!   in-band FEC. The next call hands out that following packet itself.
+//! - [`Playout::Silence`], [`Playout::Underrun`], [`Playout::Buffering`]: one
+//!   frame (`frame_ticks`) of silence or comfort noise. None of these is a
+//!   loss: the sender paused (DTX, hold), packets are delayed, or playout has
+//!   not started.
+//!
+//! Every sequence number handed out after playout starts appears exactly once,
+//! as either `Packet` or `Lost`, with strictly increasing `ext_seq`. The only
+//! exceptions are deliberate jumps: an outage longer than the buffer's span
+//! ([`JitterStats::skipped`]) and a resynchronization after a sender restart
+//! or a timestamp jump ([`InsertOutcome::Resynced`]), which flushes what was
+//! buffered and starts playout afresh.
+//!
+//! # What is late, lost or a new stream
+//!
+//! A missing packet is reported `Lost` only once a later packet proves it was
+//! sent; if nothing at all is buffered the buffer reports `Underrun`, because
+//! the sender may simply have paused. A packet arriving after its slot was
+//! handed out is `TooLate`, as is one so late that playing it would push the
+//! delay past `max_delay`. A packet far from the stream (sequence number more
+//! than 3000 ahead or 100 behind, or a timestamp more than a second ahead of
+//! what its arrival time allows) is held as a possible restart and confirmed
+//! by the next packet continuing from it (RFC 3550 A.1 probation). Timestamps
+//! that jumped backwards show up as half a second of packets all too late to
+//! play, which also resynchronizes.
+//!
+//! # Delay adaptation
+//!
+//! Each arriving packet yields a relative delay `d = arrival - timestamp`
+//! (in microseconds). Over a sliding window of recent packets the buffer keeps
+//! the minimum `d` (the fastest path through the network) and the 95th
+//! percentile of `d - min`; the target delay is that spread plus one frame,
+//! clamped to `[min_delay, max_delay]`. A packet later than the current target
+//! raises the target at once (a peak that decays by 20 ms per second), so
+//! the delay grows quickly and shrinks slowly. The buffer moves its actual
+//! delay towards the target at talk-spurt starts (shortening or lengthening
+//! the silence before them) and otherwise one frame at a time through
+//! [`PlayoutAdjust`].
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::{PayloadFormat, SeqUnwrapper, TimestampUnwrapper};
+
+/// A sequence number this far ahead of the highest seen is a discontinuity (RFC 3550 A.1).
+const MAX_DROPOUT: u64 = 3000;
+/// A sequence number this far behind the highest seen is a discontinuity (RFC 3550 A.1).
+const MAX_MISORDER: u64 = 100;
+/// Packets in the relative-delay window (about 10 s of 20 ms packets).
+const DELAY_WINDOW: usize = 512;
+/// Samples needed before the measured jitter may pull the target below the initial delay.
+const MIN_DELAY_SAMPLES: usize = 50;
+/// Percentile of the delay spread the target covers.
+const SPREAD_PERCENTILE: usize = 95;
+/// How fast the late-packet peak decays, in microseconds per second.
+const PEAK_DECAY_US_PER_S: i64 = 20_000;
+/// A packet arriving this much earlier than the fastest packet so far means its timestamp jumped.
+const EARLY_LIMIT_US: i64 = 1_000_000;
+/// Late packets arriving for this long without one usable packet mean the timestamps jumped back.
+const LATE_RUN_RESYNC_US: i64 = 500_000;
+/// ... and at least this many of them (a burst after a network stall is not a jump).
+const LATE_RUN_MIN_PACKETS: u32 = 10;
+/// Longest packet the buffer believes in when deriving durations from timestamps (Opus maximum).
+const MAX_PACKET_MS: u64 = 120;
+/// Pops between two shortened frames while the delay is above target.
+const SHORTEN_SPACING: u32 = 10;
+/// Pops between two shortened frames while the delay is above `max_delay`.
+const FAST_SHORTEN_SPACING: u32 = 2;
+/// Pops between two lengthened frames while the delay is below target.
+const LENGTHEN_SPACING: u32 = 2;
+
+/// Errors raised by the jitter buffer: bad configuration or an unusable packet.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum JitterError {
+    /// The configuration is inconsistent; the message names the field.
+    #[error("invalid jitter buffer configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// The payload does not fit a slot; raise `max_payload` if the stream is legitimate.
+    #[error("payload of {len} bytes exceeds the {max}-byte slot")]
+    PayloadTooLarge {
+        /// Bytes offered.
+        len: usize,
+        /// The configured slot size.
+        max: usize,
+    },
+    /// An empty payload carries no audio (keepalives must not occupy a slot).
+    #[error("empty payload")]
+    EmptyPayload,
+}
+
+/// Parameters of a [`JitterBuffer`], fixed for its lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitterConfig {
+    /// RTP clock rate in ticks per second (48 000 for Opus, 8 000 for G.711).
+    pub clock_rate: u32,
+    /// RTP ticks in one playout frame (20 ms); the unit of silence and adjustments.
+    pub frame_ticks: u32,
+    /// The target delay never goes below this.
+    pub min_delay: Duration,
+    /// The target delay never goes above this; later packets are dropped as too late.
+    pub max_delay: Duration,
+    /// Target delay until enough packets have been measured.
+    pub initial_delay: Duration,
+    /// Packet slots, i.e. the span of sequence numbers the buffer can hold.
+    pub capacity: usize,
+    /// Largest payload accepted, in bytes; every slot reserves this much.
+    pub max_payload: usize,
+}
+
+impl JitterConfig {
+    /// Defaults for a stream with the given RTP clock: 20 ms frames, delay
+    /// 20..200 ms starting at 40 ms, 64 slots of 1500 bytes.
+    pub const fn new(clock_rate: u32) -> Self {
+        JitterConfig {
+            clock_rate,
+            frame_ticks: clock_rate / 50,
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            initial_delay: Duration::from_millis(40),
+            capacity: 64,
+            max_payload: 1500,
+        }
+    }
+
+    /// Defaults for a negotiated payload format (its RTP clock rate).
+    pub const fn for_format(format: PayloadFormat) -> Self {
+        JitterConfig::new(format.clock_rate())
+    }
+
+    /// Checks that the fields are consistent, naming the first bad one.
+    pub fn validate(&self) -> Result<(), JitterError> {
+        if self.clock_rate == 0 || self.clock_rate > 1_000_000 {
+            return Err(JitterError::InvalidConfig(
+                "clock_rate must be 1..=1_000_000",
+            ));
+        }
+        if self.frame_ticks == 0 || self.frame_ticks > self.clock_rate {
+            return Err(JitterError::InvalidConfig(
+                "frame_ticks must be 1..=clock_rate (at most one second)",
+            ));
+        }
+        if self.min_delay > self.initial_delay || self.initial_delay > self.max_delay {
+            return Err(JitterError::InvalidConfig(
+                "delays must satisfy min_delay <= initial_delay <= max_delay",
+            ));
+        }
+        if self.max_delay > Duration::from_secs(10) {
+            return Err(JitterError::InvalidConfig("max_delay must be at most 10 s"));
+        }
+        if self.capacity < 2 || self.capacity as u64 > MAX_DROPOUT {
+            return Err(JitterError::InvalidConfig("capacity must be 2..=3000"));
+        }
+        if self.max_payload == 0 || self.max_payload > 65_536 {
+            return Err(JitterError::InvalidConfig("max_payload must be 1..=65536"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for JitterConfig {
+    /// Opus defaults (48 kHz RTP clock).
+    fn default() -> Self {
+        JitterConfig::new(48_000)
+    }
+}
+
+/// What [`JitterBuffer::insert`] did with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InsertOutcome {
+    /// Buffered for playout.
+    Stored,
+    /// Already buffered or already played; dropped.
+    Duplicate,
+    /// Its playout time has passed (already concealed, or too late to absorb); dropped.
+    TooLate,
+    /// Beyond the buffer's span while older packets still wait; dropped (the newest
+    /// packet is the one dropped, so buffered audio stays contiguous).
+    Overflow,
+    /// Far from the stream (sequence jump or timestamp jump); held, not played. If
+    /// the next packet continues from it, the buffer resynchronizes to the new stream.
+    Discontinuity,
+    /// Confirmed a sender restart: the buffer was flushed and restarted on this
+    /// packet and the one held before it.
+    Resynced,
+}
+
+/// How the caller should bend the duration of a [`Playout::Packet`] so the
+/// buffer reaches its target delay without inserting gaps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum PlayoutAdjust {
+    /// Play the packet's audio as decoded.
+    #[default]
+    None,
+    /// Play one frame less: drop (or time-compress away) one 20 ms frame of the
+    /// decoded audio. Always decode the packet, to keep decoder state continuous.
+    Shorten,
+    /// Play one frame more: time-stretch, or append one concealment frame.
+    Lengthen,
+}
+
+/// What to play next; see the module docs for the calling contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Playout<'a> {
+    /// Playout has not started: no packet yet, or the initial fill to the target delay.
+    Buffering,
+    /// The next packet is due: decode it and queue `ticks` worth of audio.
+    Packet {
+        /// The payload bytes, exactly as inserted.
+        payload: &'a [u8],
+        /// The RTP sequence number.
+        seq: u16,
+        /// The extended sequence number; strictly increasing over all `Packet`/`Lost`.
+        ext_seq: u64,
+        /// The RTP timestamp.
+        ts: u32,
+        /// RTP ticks this packet covers: the distance to the next packet's timestamp,
+        /// or the stream's usual packet duration when that is not known.
+        ticks: u32,
+        /// The RTP marker bit (start of a talk spurt).
+        marker: bool,
+        /// Whether to play this packet one frame shorter or longer.
+        adjust: PlayoutAdjust,
+    },
+    /// The packet with this sequence number is missing and its playout time has come.
+    Lost {
+        /// The RTP sequence number of the lost packet.
+        seq: u16,
+        /// Its extended sequence number; strictly increasing over all `Packet`/`Lost`.
+        ext_seq: u64,
+        /// Its estimated RTP timestamp.
+        ts: u32,
+        /// RTP ticks to conceal (0 when that interval already passed as `Underrun`).
+        ticks: u32,
+        /// The payload of the packet right after it, when already buffered (for FEC).
+        next: Option<&'a [u8]>,
+    },
+    /// One frame of silence: the next packet starts later (a talk-spurt gap) or
+    /// the buffer is waiting there to gain delay. Not a loss.
+    Silence,
+    /// One frame with nothing buffered: the sender paused (DTX, hold) or packets
+    /// are delayed. Not a loss.
+    Underrun,
+}
+
+/// Counters and gauges of a [`JitterBuffer`], for RTCP reports and call metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    /// Packets offered to `insert` that had a usable payload.
+    pub received: u64,
+    /// Packets handed out as [`Playout::Packet`].
+    pub played: u64,
+    /// Packets dropped because they were already buffered or played.
+    pub duplicates: u64,
+    /// Packets dropped because their playout time had passed.
+    pub too_late: u64,
+    /// Packets reported as [`Playout::Lost`] (to be concealed).
+    pub lost: u64,
+    /// `Lost` reports that carried the next packet for FEC recovery.
+    pub fec_available: u64,
+    /// Packets dropped because the buffer's span was full.
+    pub overflow: u64,
+    /// Packets held as a possible stream restart ([`InsertOutcome::Discontinuity`]).
+    pub discontinuities: u64,
+    /// Times the buffer restarted on a new stream (sender restart or timestamp jump).
+    pub resyncs: u64,
+    /// Buffered packets discarded by a resynchronization.
+    pub flushed: u64,
+    /// Sequence numbers jumped over after an outage longer than the buffer's span.
+    pub skipped: u64,
+    /// Frames of [`Playout::Underrun`].
+    pub underrun_frames: u64,
+    /// Frames of [`Playout::Silence`].
+    pub silence_frames: u64,
+    /// Packets played one frame shorter to reduce the delay.
+    pub shortened: u64,
+    /// Packets played one frame longer to increase the delay.
+    pub lengthened: u64,
+    /// The current target delay.
+    pub target_delay: Duration,
+    /// The delay measured at the last packet handed out (above the fastest network path).
+    pub playout_delay: Duration,
+    /// Packets currently buffered.
+    pub buffered_packets: usize,
+    /// Audio currently buffered ahead of the playout point.
+    pub buffered_duration: Duration,
+}
+
+/// Metadata of one buffered packet; its payload lives in the shared slab.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    occupied: bool,
+    ext_seq: u64,
+    ext_ts: u64,
+    marker: bool,
+    len: usize,
+}
+
+/// A packet held while the buffer waits to see whether the stream restarted.
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    seq: u16,
+    ts: u32,
+    marker: bool,
+    len: usize,
+    arrival_us: i64,
+}
+
+/// Sliding window of relative delays with its minimum and high-percentile spread.
+#[derive(Debug)]
+struct DelayWindow {
+    samples: Vec<i64>,
+    scratch: Vec<i64>,
+    len: usize,
+    next: usize,
+    min: i64,
+    spread: i64,
+}
+
+impl DelayWindow {
+    fn new() -> Self {
+        DelayWindow {
+            samples: vec![0; DELAY_WINDOW],
+            scratch: Vec::with_capacity(DELAY_WINDOW),
+            len: 0,
+            next: 0,
+            min: 0,
+            spread: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.next = 0;
+        self.min = 0;
+        self.spread = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(&mut self, d: i64) {
+        self.samples[self.next] = d;
+        self.next = (self.next + 1) % DELAY_WINDOW;
+        self.len = (self.len + 1).min(DELAY_WINDOW);
+        let live = &self.samples[..self.len];
+        self.min = live.iter().copied().min().unwrap_or(d);
+        self.scratch.clear();
+        self.scratch.extend_from_slice(live);
+        let rank = (self.len - 1) * SPREAD_PERCENTILE / 100;
+        let (_, high, _) = self.scratch.select_nth_unstable(rank);
+        self.spread = high.saturating_sub(self.min).max(0);
+    }
+}
+
+/// State of playout: before the first packet is due, or running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Buffering,
+    Playing,
+}
+
+/// The adaptive jitter buffer for one RTP audio stream (one SSRC).
+#[derive(Debug)]
+pub struct JitterBuffer {
+    cfg: JitterConfig,
+    frame_us: i64,
+    half_frame_ticks: u64,
+    max_packet_ticks: u64,
+    min_us: i64,
+    max_us: i64,
+    initial_us: i64,
+
+    slots: Vec<Slot>,
+    payloads: Vec<u8>,
+    probe: Option<Probe>,
+    probe_payload: Vec<u8>,
+
+    seq_unwrap: SeqUnwrapper,
+    ts_unwrap: TimestampUnwrapper,
+    seq_offset: u64,
+    epoch_ts: u64,
+
+    state: State,
+    next_seq: u64,
+    cursor: u64,
+    buffered: usize,
+    played_mask: u64,
+    last_played: Option<(u64, u64)>,
+    nominal_ticks: u64,
+    ticks_candidate: u64,
+    ticks_learned: bool,
+
+    last_now_us: i64,
+    last_pop_us: i64,
+    delays: DelayWindow,
+    peak_us: i64,
+    peak_at_us: i64,
+    target_us: i64,
+    playout_delay_us: i64,
+    pops_since_adjust: u32,
+    late_run: Option<(i64, u32)>,
+
+    stats: JitterStats,
+}
+
+impl JitterBuffer {
+    /// A buffer with all its storage allocated up front, or an error naming a bad field.
+    pub fn new(cfg: JitterConfig) -> Result<Self, JitterError> {
+        cfg.validate()?;
+        let to_us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let frame_ticks = u64::from(cfg.frame_ticks);
+        let mut buffer = JitterBuffer {
+            cfg,
+            frame_us: (frame_ticks * 1_000_000 / u64::from(cfg.clock_rate)) as i64,
+            half_frame_ticks: frame_ticks / 2,
+            max_packet_ticks: (u64::from(cfg.clock_rate) * MAX_PACKET_MS / 1000).max(frame_ticks),
+            min_us: to_us(cfg.min_delay),
+            max_us: to_us(cfg.max_delay),
+            initial_us: to_us(cfg.initial_delay),
+            slots: vec![Slot::default(); cfg.capacity],
+            payloads: vec![0; cfg.capacity * cfg.max_payload],
+            probe: None,
+            probe_payload: vec![0; cfg.max_payload],
+            seq_unwrap: SeqUnwrapper::new(),
+            ts_unwrap: TimestampUnwrapper::new(),
+            seq_offset: 0,
+            epoch_ts: 0,
+            state: State::Buffering,
+            next_seq: 0,
+            cursor: 0,
+            buffered: 0,
+            played_mask: 0,
+            last_played: None,
+            nominal_ticks: frame_ticks,
+            ticks_candidate: frame_ticks,
+            ticks_learned: false,
+            last_now_us: 0,
+            last_pop_us: 0,
+            delays: DelayWindow::new(),
+            peak_us: 0,
+            peak_at_us: 0,
+            target_us: 0,
+            playout_delay_us: 0,
+            pops_since_adjust: 0,
+            late_run: None,
+            stats: JitterStats::default(),
+        };
+        buffer.target_us = buffer.initial_us;
+        Ok(buffer)
+    }
+
+    /// The configuration this buffer was built with.
+    pub fn config(&self) -> &JitterConfig {
+        &self.cfg
+    }
+
+    /// The delay the buffer currently aims for.
+    pub fn target_delay(&self) -> Duration {
+        us_to_duration(self.target_us)
+    }
+
+    /// True once playout has started (after the initial fill).
+    pub fn is_playing(&self) -> bool {
+        self.state == State::Playing
+    }
+
+    /// Packets currently buffered.
+    pub fn buffered_packets(&self) -> usize {
+        self.buffered
+    }
+
+    /// A snapshot of the counters and gauges.
+    pub fn stats(&self) -> JitterStats {
+        let mut stats = self.stats;
+        stats.target_delay = us_to_duration(self.target_us);
+        stats.playout_delay = us_to_duration(self.playout_delay_us);
+        stats.buffered_packets = self.buffered;
+        stats.buffered_duration = Duration::ZERO;
+        if self.state == State::Playing {
+            let end = self
+                .slots
+                .iter()
+                .filter(|s| s.occupied)
+                .map(|s| s.ext_ts.saturating_add(self.nominal_ticks))
+                .max();
+            if let Some(end) = end {
+                let ahead = end.saturating_sub(self.cursor);
+                stats.buffered_duration = us_to_duration(self.ticks_to_us(i128::from(ahead)));
+            }
+        }
+        stats
+    }
+
+    /// Forgets the stream (buffered packets, timing, statistics) but keeps the storage.
+    pub fn reset(&mut self) {
+        for slot in &mut self.slots {
+            *slot = Slot::default();
+        }
+        self.probe = None;
+        self.seq_unwrap = SeqUnwrapper::new();
+        self.ts_unwrap = TimestampUnwrapper::new();
+        self.seq_offset = 0;
+        self.epoch_ts = 0;
+        self.state = State::Buffering;
+        self.next_seq = 0;
+        self.cursor = 0;
+        self.buffered = 0;
+        self.played_mask = 0;
+        self.last_played = None;
+        self.nominal_ticks = u64::from(self.cfg.frame_ticks);
+        self.ticks_candidate = self.nominal_ticks;
+        self.ticks_learned = false;
+        self.last_now_us = 0;
+        self.last_pop_us = 0;
+        self.delays.clear();
+        self.peak_us = 0;
+        self.peak_at_us = 0;
+        self.target_us = self.initial_us;
+        self.playout_delay_us = 0;
+        self.pops_since_adjust = 0;
+        self.late_run = None;
+        self.stats = JitterStats::default();
+    }
+
+    /// Offers one received packet. `now` is the arrival time on the same clock as
+    /// [`pop`](Self::pop). The payload is copied; nothing is allocated.
+    pub fn insert(
+        &mut self,
+        now: Duration,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+    ) -> Result<InsertOutcome, JitterError> {
+        if payload.is_empty() {
+            return Err(JitterError::EmptyPayload);
+        }
+        if payload.len() > self.cfg.max_payload {
+            return Err(JitterError::PayloadTooLarge {
+                len: payload.len(),
+                max: self.cfg.max_payload,
+            });
+        }
+        let now_us = self.advance_clock(now);
+        self.stats.received += 1;
+        self.refresh_target(now_us);
+        Ok(self.accept(now_us, seq, ts, marker, payload))
+    }
+
+    /// Returns what to play next; call it whenever the decoded-frame FIFO is empty
+    /// (see the module docs). `now` is the current time on the `insert` clock.
+    pub fn pop(&mut self, now: Duration) -> Playout<'_> {
+        let now_us = self.advance_clock(now);
+        self.last_pop_us = now_us;
+        self.pops_since_adjust = self.pops_since_adjust.saturating_add(1);
+        self.refresh_target(now_us);
+        match self.state {
+            State::Buffering => self.pop_buffering(now_us),
+            State::Playing => self.pop_playing(now_us),
+        }
+    }
+
+    // ----- insertion -----
+
+    fn accept(
+        &mut self,
+        now_us: i64,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+    ) -> InsertOutcome {
+        let highest = self
+            .seq_unwrap
+            .highest()
+            .map(|h| h.saturating_add(self.seq_offset));
+        if highest.is_none() {
+            self.epoch_ts = self.ts_unwrap.peek(ts);
+        }
+        let ext = self.seq_unwrap.peek(seq).saturating_add(self.seq_offset);
+        let ext_ts = self.ts_unwrap.peek(ts);
+        let d = now_us.saturating_sub(self.ts_us(ext_ts));
+
+        let far_seq = highest.is_some_and(|h| {
+            ext > h.saturating_add(MAX_DROPOUT) || ext.saturating_add(MAX_MISORDER) < h
+        });
+        let early = !self.delays.is_empty() && d < self.delays.min.saturating_sub(EARLY_LIMIT_US);
+        if far_seq || early {
+            return self.probation(now_us, seq, ts, marker, payload);
+        }
+
+        if self.is_duplicate(ext) {
+            self.stats.duplicates += 1;
+            return InsertOutcome::Duplicate;
+        }
+
+        self.seq_unwrap.unwrap(seq);
+        self.ts_unwrap.unwrap(ts);
+        self.record_delay(now_us, d);
+
+        let cap = self.cfg.capacity as u64;
+        match self.state {
+            State::Buffering => {
+                if self.buffered == 0 {
+                    self.next_seq = ext;
+                } else if ext < self.next_seq {
+                    let top = highest.unwrap_or(ext);
+                    if top.saturating_sub(ext) >= cap {
+                        self.stats.too_late += 1;
+                        return InsertOutcome::TooLate;
+                    }
+                    self.next_seq = ext;
+                } else if ext >= self.next_seq.saturating_add(cap) {
+                    self.stats.overflow += 1;
+                    return InsertOutcome::Overflow;
+                }
+            }
+            State::Playing => {
+                if ext < self.next_seq {
+                    self.stats.too_late += 1;
+                    return InsertOutcome::TooLate;
+                }
+                if ext >= self.next_seq.saturating_add(cap) {
+                    if self.buffered > 0 {
+                        self.stats.overflow += 1;
+                        return InsertOutcome::Overflow;
+                    }
+                    // An outage longer than the buffer's span: jump to the new packet.
+                    self.stats.skipped += ext - self.next_seq;
+                    self.played_mask = 0;
+                    self.next_seq = ext;
+                }
+                if self.too_late_to_absorb(now_us, ext_ts) {
+                    return self.late_run(now_us, seq, ts, marker, payload);
+                }
+            }
+        }
+        self.late_run = None;
+        self.probe = None;
+        self.store(ext, ext_ts, marker, payload);
+        InsertOutcome::Stored
+    }
+
+    /// True when `ext` is buffered or was recently handed out as a packet.
+    fn is_duplicate(&self, ext: u64) -> bool {
+        if ext >= self.next_seq || self.state == State::Buffering {
+            let slot = &self.slots[self.slot_index(ext)];
+            return slot.occupied && slot.ext_seq == ext;
+        }
+        let back = self.next_seq - 1 - ext;
+        back < 64 && self.played_mask & (1u64 << back) != 0
+    }
+
+    /// A packet whose timestamp is behind the playout point by more than the
+    /// delay headroom left below `max_delay` cannot be played without exceeding it.
+    fn too_late_to_absorb(&self, now_us: i64, ext_ts: u64) -> bool {
+        let playing_at = self
+            .ts_us(self.cursor)
+            .saturating_add(now_us.saturating_sub(self.last_pop_us));
+        let lateness = playing_at.saturating_sub(self.ts_us(ext_ts));
+        lateness > 0 && self.playout_delay_us.saturating_add(lateness) > self.max_us
+    }
+
+    /// Tracks a run of packets too late to play; a long one means the timestamps jumped back.
+    fn late_run(
+        &mut self,
+        now_us: i64,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+    ) -> InsertOutcome {
+        let (start, count) = self.late_run.unwrap_or((now_us, 0));
+        let count = count.saturating_add(1);
+        if count >= LATE_RUN_MIN_PACKETS && now_us.saturating_sub(start) >= LATE_RUN_RESYNC_US {
+            self.resync();
+            self.accept(now_us, seq, ts, marker, payload);
+            return InsertOutcome::Resynced;
+        }
+        self.late_run = Some((start, count));
+        self.stats.too_late += 1;
+        InsertOutcome::TooLate
+    }
+
+    /// Holds a packet that does not fit the stream; a second one continuing from it
+    /// confirms a restart (RFC 3550 A.1 probation) and resynchronizes the buffer.
+    fn probation(
+        &mut self,
+        now_us: i64,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+    ) -> InsertOutcome {
+        if let Some(probe) = self.probe {
+            let ts_step = u64::from(ts.wrapping_sub(probe.ts));
+            let max_step = u64::from(self.cfg.clock_rate);
+            if seq == probe.seq.wrapping_add(1) && ts_step <= max_step {
+                self.resync();
+                let held = std::mem::take(&mut self.probe_payload);
+                let len = probe.len.min(held.len());
+                self.accept(
+                    probe.arrival_us,
+                    probe.seq,
+                    probe.ts,
+                    probe.marker,
+                    &held[..len],
+                );
+                self.probe_payload = held;
+                self.accept(now_us, seq, ts, marker, payload);
+                return InsertOutcome::Resynced;
+            }
+        }
+        self.stats.discontinuities += 1;
+        let Some(held) = self.probe_payload.get_mut(..payload.len()) else {
+            self.probe = None;
+            return InsertOutcome::Discontinuity;
+        };
+        held.copy_from_slice(payload);
+        self.probe = Some(Probe {
+            seq,
+            ts,
+            marker,
+            len: payload.len(),
+            arrival_us: now_us,
+        });
+        InsertOutcome::Discontinuity
+    }
+
+    /// Drops everything buffered and starts a new epoch whose extended sequence
+    /// numbers all lie above every one handed out before.
+    fn resync(&mut self) {
+        for slot in &mut self.slots {
+            slot.occupied = false;
+        }
+        self.stats.flushed += self.buffered as u64;
+        self.stats.resyncs += 1;
+        self.buffered = 0;
+        let top = self
+            .seq_unwrap
+            .highest()
+            .map_or(0, |h| h.saturating_add(self.seq_offset));
+        self.seq_offset = top.max(self.next_seq).saturating_add(1);
+        self.seq_unwrap = SeqUnwrapper::new();
+        self.ts_unwrap = TimestampUnwrapper::new();
+        self.state = State::Buffering;
+        self.played_mask = 0;
+        self.last_played = None;
+        self.delays.clear();
+        self.probe = None;
+        self.late_run = None;
+        self.playout_delay_us = 0;
+        self.peak_us = 0;
+    }
+
+    fn store(&mut self, ext: u64, ext_ts: u64, marker: bool, payload: &[u8]) {
+        let i = self.slot_index(ext);
+        let start = i * self.cfg.max_payload;
+        self.payloads[start..start + payload.len()].copy_from_slice(payload);
+        self.slots[i] = Slot {
+            occupied: true,
+            ext_seq: ext,
+            ext_ts,
+            marker,
+            len: payload.len(),
+        };
+        self.buffered += 1;
+        self.learn_packet_ticks(ext, ext_ts, marker);
+    }
+
+    /// Learns the stream's usual packet duration from consecutive timestamps
+    /// (a value must repeat before it is believed, so a short pause does not count).
+    fn learn_packet_ticks(&mut self, ext: u64, ext_ts: u64, marker: bool) {
+        let prev = self
+            .stored(ext.wrapping_sub(1))
+            .map(|s| s.ext_ts)
+            .or_else(|| {
+                self.last_played
+                    .filter(|&(seq, _)| seq.wrapping_add(1) == ext)
+                    .map(|(_, ts)| ts)
+            });
+        if let Some(prev_ts) = prev.filter(|_| !marker) {
+            self.observe_step(ext_ts.wrapping_sub(prev_ts));
+        }
+        if let Some(next) = self.stored(ext.wrapping_add(1)).filter(|s| !s.marker) {
+            self.observe_step(next.ext_ts.wrapping_sub(ext_ts));
+        }
+    }
+
+    fn observe_step(&mut self, step: u64) {
+        if step == 0 || step > self.max_packet_ticks {
+            return;
+        }
+        // The first step is believed at once; later ones must repeat.
+        if step == self.ticks_candidate || !self.ticks_learned {
+            self.nominal_ticks = step;
+            self.ticks_learned = true;
+        }
+        self.ticks_candidate = step;
+    }
+
+    fn record_delay(&mut self, now_us: i64, d: i64) {
+        self.delays.push(d);
+        let spread = d.saturating_sub(self.delays.min);
+        if spread > self.target_us {
+            // Late for the current target: cover it now, decay slowly.
+            let peak = spread.saturating_add(self.frame_us).min(self.max_us);
+            self.peak_us = self.peak_us.max(peak);
+            self.peak_at_us = now_us;
+        }
+        self.refresh_target(now_us);
+    }
+
+    fn refresh_target(&mut self, now_us: i64) {
+        let elapsed = now_us.saturating_sub(self.peak_at_us);
+        if elapsed > 0 && self.peak_us > 0 {
+            let decay = elapsed.saturating_mul(PEAK_DECAY_US_PER_S) / 1_000_000;
+            if decay > 0 {
+                self.peak_us = self.peak_us.saturating_sub(decay).max(0);
+                self.peak_at_us = now_us;
+            }
+        } else if elapsed > 0 {
+            self.peak_at_us = now_us;
+        }
+        let measured = self.delays.spread.saturating_add(self.frame_us);
+        let base = if self.delays.len < MIN_DELAY_SAMPLES {
+            measured.max(self.initial_us)
+        } else {
+            measured
+        };
+        self.target_us = base.max(self.peak_us).clamp(self.min_us, self.max_us);
+    }
+
+    // ----- playout -----
+
+    fn pop_buffering(&mut self, now_us: i64) -> Playout<'_> {
+        let Some(head) = self.stored(self.next_seq) else {
+            return Playout::Buffering;
+        };
+        if now_us.saturating_add(self.half_frame_us()) < self.due_us(head.ext_ts) {
+            return Playout::Buffering;
+        }
+        self.state = State::Playing;
+        self.cursor = head.ext_ts;
+        self.played_mask = 0;
+        self.measure_delay(now_us, head.ext_ts);
+        self.play_head(PlayoutAdjust::None)
+    }
+
+    fn pop_playing(&mut self, now_us: i64) -> Playout<'_> {
+        let half = self.half_frame_ticks;
+        if let Some(head) = self.stored(self.next_seq) {
+            let t = head.ext_ts;
+            let spurt_start = t > self.cursor.saturating_add(half)
+                || (head.marker && t.saturating_add(half) >= self.cursor);
+            if spurt_start {
+                // A talk-spurt boundary: place the spurt at the target delay.
+                if now_us.saturating_add(self.half_frame_us()) < self.due_us(t) {
+                    self.stats.silence_frames += 1;
+                    return Playout::Silence;
+                }
+                self.cursor = t;
+                self.measure_delay(now_us, t);
+                return self.play_head(PlayoutAdjust::None);
+            }
+            self.cursor = t;
+            let delay = self.measure_delay(now_us, t);
+            let adjust = self.choose_adjust(delay);
+            return self.play_head(adjust);
+        }
+
+        let Some(later) = self.first_stored_after(self.next_seq) else {
+            self.cursor = self.cursor.saturating_add(u64::from(self.cfg.frame_ticks));
+            self.stats.underrun_frames += 1;
+            return Playout::Underrun;
+        };
+
+        // The head is missing but a later packet proves it was sent.
+        let gap = later.ext_seq - self.next_seq;
+        let est = later
+            .ext_ts
+            .saturating_sub(gap.saturating_mul(self.nominal_ticks));
+        let start = if est > self.cursor.saturating_add(half) {
+            if now_us.saturating_add(self.half_frame_us()) < self.due_us(est) {
+                self.stats.silence_frames += 1;
+                return Playout::Silence;
+            }
+            est
+        } else {
+            self.cursor
+        };
+        let end = if gap == 1 {
+            later.ext_ts
+        } else {
+            est.saturating_add(self.nominal_ticks).min(later.ext_ts)
+        };
+        let ticks = end.saturating_sub(start).min(u64::from(u32::MAX)) as u32;
+        self.cursor = self.cursor.max(end);
+        let ext_seq = self.next_seq;
+        self.next_seq = self.next_seq.saturating_add(1);
+        self.played_mask <<= 1;
+        self.stats.lost += 1;
+        let next = if gap == 1 {
+            self.stats.fec_available += 1;
+            Some(self.payload(later))
+        } else {
+            None
+        };
+        Playout::Lost {
+            seq: ext_seq.wrapping_sub(self.seq_offset) as u16,
+            ext_seq,
+            ts: est as u32,
+            ticks,
+            next,
+        }
+    }
+
+    /// Hands out the head packet and advances past it.
+    fn play_head(&mut self, adjust: PlayoutAdjust) -> Playout<'_> {
+        let i = self.slot_index(self.next_seq);
+        let head = self.slots[i];
+        let ticks = self
+            .stored(head.ext_seq.wrapping_add(1))
+            .map(|next| next.ext_ts.wrapping_sub(head.ext_ts))
+            .filter(|&step| step > 0 && step <= self.max_packet_ticks)
+            .unwrap_or(self.nominal_ticks);
+        self.slots[i].occupied = false;
+        self.buffered -= 1;
+        self.played_mask = (self.played_mask << 1) | 1;
+        self.last_played = Some((head.ext_seq, head.ext_ts));
+        self.next_seq = self.next_seq.saturating_add(1);
+        self.cursor = head.ext_ts.saturating_add(ticks);
+        self.stats.played += 1;
+        match adjust {
+            PlayoutAdjust::None => {}
+            PlayoutAdjust::Shorten => self.stats.shortened += 1,
+            PlayoutAdjust::Lengthen => self.stats.lengthened += 1,
+        }
+        Playout::Packet {
+            payload: self.payload(head),
+            seq: head.ext_seq.wrapping_sub(self.seq_offset) as u16,
+            ext_seq: head.ext_seq,
+            ts: head.ext_ts as u32,
+            ticks: ticks.min(u64::from(u32::MAX)) as u32,
+            marker: head.marker,
+            adjust,
+        }
+    }
+
+    /// Records and returns the delay of playing timestamp `t` now, above the fastest path.
+    fn measure_delay(&mut self, now_us: i64, t: u64) -> i64 {
+        let delay = now_us
+            .saturating_sub(self.ts_us(t))
+            .saturating_sub(self.delays.min);
+        self.playout_delay_us = delay;
+        delay
+    }
+
+    /// Picks a one-frame adjustment towards the target, within a dead band of
+    /// [target - frame/2, target + frame] so it does not oscillate.
+    fn choose_adjust(&mut self, delay_us: i64) -> PlayoutAdjust {
+        let above = delay_us > self.target_us.saturating_add(self.frame_us);
+        let below = delay_us.saturating_add(self.frame_us / 2) < self.target_us;
+        if above && self.stored(self.next_seq.wrapping_add(1)).is_some() {
+            let spacing = if delay_us > self.max_us {
+                FAST_SHORTEN_SPACING
+            } else {
+                SHORTEN_SPACING
+            };
+            if self.pops_since_adjust >= spacing {
+                self.pops_since_adjust = 0;
+                return PlayoutAdjust::Shorten;
+            }
+        } else if below && self.pops_since_adjust >= LENGTHEN_SPACING {
+            self.pops_since_adjust = 0;
+            return PlayoutAdjust::Lengthen;
+        }
+        PlayoutAdjust::None
+    }
+
+    // ----- helpers -----
+
+    fn advance_clock(&mut self, now: Duration) -> i64 {
+        let us = i64::try_from(now.as_micros()).unwrap_or(i64::MAX);
+        self.last_now_us = self.last_now_us.max(us);
+        self.last_now_us
+    }
+
+    fn slot_index(&self, ext: u64) -> usize {
+        (ext % self.cfg.capacity as u64) as usize
+    }
+
+    /// The buffered slot holding exactly `ext`, if any.
+    fn stored(&self, ext: u64) -> Option<Slot> {
+        let slot = self.slots[self.slot_index(ext)];
+        (slot.occupied && slot.ext_seq == ext).then_some(slot)
+    }
+
+    /// The lowest buffered packet above `ext`.
+    fn first_stored_after(&self, ext: u64) -> Option<Slot> {
+        if self.buffered == 0 {
+            return None;
+        }
+        (1..self.cfg.capacity as u64).find_map(|k| self.stored(ext.wrapping_add(k)))
+    }
+
+    fn payload(&self, slot: Slot) -> &[u8] {
+        let start = self.slot_index(slot.ext_seq) * self.cfg.max_payload;
+        &self.payloads[start..start + slot.len]
+    }
+
+    /// When timestamp `t` should play to sit at the target delay above the fastest path.
+    fn due_us(&self, t: u64) -> i64 {
+        self.ts_us(t)
+            .saturating_add(self.delays.min)
+            .saturating_add(self.target_us)
+    }
+
+    fn half_frame_us(&self) -> i64 {
+        self.frame_us / 2
+    }
+
+    /// Microseconds from the epoch's first timestamp to `ext_ts`.
+    fn ts_us(&self, ext_ts: u64) -> i64 {
+        self.ticks_to_us(i128::from(ext_ts) - i128::from(self.epoch_ts))
+    }
+
+    fn ticks_to_us(&self, ticks: i128) -> i64 {
+        let us = ticks * 1_000_000 / i128::from(self.cfg.clock_rate);
+        us.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+}
+
+fn us_to_duration(us: i64) -> Duration {
+    Duration::from_micros(us.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at_ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    /// One playout decision, reduced to what the tests compare.
+    #[derive(Clone, Debug, PartialEq)]
+    enum Out {
+        Packet {
+            ext: u64,
+            seq: u16,
+            ts: u32,
+            ticks: u32,
+            first: u8,
+            adjust: PlayoutAdjust,
+        },
+        Lost {
+            ext: u64,
+            seq: u16,
+            ticks: u32,
+            next: Option<u8>,
+        },
+        Silence,
+        Underrun,
+        Buffering,
+    }
+
+    /// An endpoint that plays one frame per tick and pops whenever its FIFO is empty.
+    struct Listener {
+        jb: JitterBuffer,
+        fifo: i64,
+        frame: i64,
+        outs: Vec<Out>,
+    }
+
+    impl Listener {
+        fn new(cfg: JitterConfig) -> Self {
+            Listener {
+                frame: i64::from(cfg.frame_ticks),
+                jb: JitterBuffer::new(cfg).unwrap(),
+                fifo: 0,
+                outs: Vec::new(),
+            }
+        }
+
+        fn insert(&mut self, now_ms: u64, seq: u16, ts: u32, marker: bool) -> InsertOutcome {
+            self.insert_frames(now_ms, seq, ts, marker, 1)
+        }
+
+        /// Inserts a packet whose payload decodes to `frames` frames.
+        fn insert_frames(
+            &mut self,
+            now_ms: u64,
+            seq: u16,
+            ts: u32,
+            marker: bool,
+            frames: u8,
+        ) -> InsertOutcome {
+            self.jb
+                .insert(at_ms(now_ms), seq, ts, marker, &[seq as u8, frames])
+                .unwrap()
+        }
+
+        fn tick(&mut self, now_ms: u64) {
+            let mut guard = 0;
+            while self.fifo < self.frame {
+                guard += 1;
+                assert!(guard < 10_000, "pop never filled a frame");
+                let out = match self.jb.pop(at_ms(now_ms)) {
+                    Playout::Packet {
+                        payload,
+                        seq,
+                        ext_seq,
+                        ts,
+                        ticks,
+                        adjust,
+                        ..
+                    } => {
+                        // Like a decoder: the payload, not `ticks`, says how long it is.
+                        let mut add = i64::from(payload[1]) * self.frame;
+                        match adjust {
+                            PlayoutAdjust::None => {}
+                            PlayoutAdjust::Shorten => add -= self.frame,
+                            PlayoutAdjust::Lengthen => add += self.frame,
+                        }
+                        self.fifo += add.max(0);
+                        Out::Packet {
+                            ext: ext_seq,
+                            seq,
+                            ts,
+                            ticks,
+                            first: payload[0],
+                            adjust,
+                        }
+                    }
+                    Playout::Lost {
+                        seq,
+                        ext_seq,
+                        ticks,
+                        next,
+                        ..
+                    } => {
+                        self.fifo += i64::from(ticks);
+                        Out::Lost {
+                            ext: ext_seq,
+                            seq,
+                            ticks,
+                            next: next.map(|p| p[0]),
+                        }
+                    }
+                    Playout::Silence => {
+                        self.fifo += self.frame;
+                        Out::Silence
+                    }
+                    Playout::Underrun => {
+                        self.fifo += self.frame;
+                        Out::Underrun
+                    }
+                    Playout::Buffering => {
+                        self.fifo += self.frame;
+                        Out::Buffering
+                    }
+                };
+                self.outs.push(out);
+            }
+            self.fifo -= self.frame;
+        }
+
+        /// Wire sequence numbers of the Packet/Lost outputs (and whether played),
+        /// checking that ext_seq steps by one.
+        fn slots(&self) -> Vec<(u16, bool)> {
+            let exts = self.exts();
+            assert!(
+                exts.windows(2).all(|w| w[1] == w[0] + 1),
+                "ext_seq must step by one: {:?}",
+                self.outs
+            );
+            self.outs
+                .iter()
+                .filter_map(|o| match *o {
+                    Out::Packet { seq, .. } => Some((seq, true)),
+                    Out::Lost { seq, .. } => Some((seq, false)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// Extended sequence numbers of the Packet/Lost outputs, checked strictly increasing.
+        fn exts(&self) -> Vec<u64> {
+            let exts: Vec<u64> = self
+                .outs
+                .iter()
+                .filter_map(|o| match *o {
+                    Out::Packet { ext, .. } | Out::Lost { ext, .. } => Some(ext),
+                    _ => None,
+                })
+                .collect();
+            assert!(exts.windows(2).all(|w| w[0] < w[1]), "{:?}", self.outs);
+            exts
+        }
+    }
+
+    /// Sends `count` 20 ms Opus packets from `start_ms`, each arriving `lag_ms` after
+    /// its send time, ticking the listener every 20 ms until all are sent; returns
+    /// the time of the next tick.
+    fn run_stream(
+        l: &mut Listener,
+        start_ms: u64,
+        seq0: u16,
+        ts0: u32,
+        count: u16,
+        lag_ms: u64,
+    ) -> u64 {
+        let mut sent = 0u16;
+        let mut now = start_ms;
+        while sent < count {
+            while sent < count && start_ms + u64::from(sent) * 20 + lag_ms <= now {
+                let seq = seq0.wrapping_add(sent);
+                let ts = ts0.wrapping_add(u32::from(sent) * 960);
+                assert_eq!(l.insert(now, seq, ts, sent == 0), InsertOutcome::Stored);
+                sent += 1;
+            }
+            l.tick(now);
+            now += 20;
+        }
+        now
+    }
+
+    /// Ticks the listener every 20 ms over `[from_ms, to_ms)`; returns `to_ms`.
+    fn idle(l: &mut Listener, from_ms: u64, to_ms: u64) -> u64 {
+        for now in (from_ms..to_ms).step_by(20) {
+            l.tick(now);
+        }
+        to_ms
+    }
+
+    #[test]
+    fn pop_before_any_packet_is_buffering() {
+        let mut jb = JitterBuffer::new(JitterConfig::default()).unwrap();
+        assert_eq!(jb.pop(at_ms(0)), Playout::Buffering);
+        assert_eq!(jb.pop(at_ms(20)), Playout::Buffering);
+        assert_eq!(jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn in_order_stream_plays_every_packet_after_the_initial_delay() {
+        let mut l = Listener::new(JitterConfig::default());
+        let end = run_stream(&mut l, 0, 1000, 5000, 100, 5);
+        idle(&mut l, end, end + 200);
+        let first_packet = l
+            .outs
+            .iter()
+            .position(|o| matches!(o, Out::Packet { .. }))
+            .unwrap();
+        // Inserted at the 20 ms tick, it plays 40 ms (the initial target) later.
+        assert_eq!(first_packet, 3, "{:?}", &l.outs[..4]);
+        let slots = l.slots();
+        assert_eq!(slots.len(), 100);
+        assert!(slots.iter().all(|&(_, played)| played));
+        assert_eq!(slots[0].0, 1000);
+        let s = l.jb.stats();
+        assert_eq!((s.received, s.played, s.lost, s.too_late), (100, 100, 0, 0));
+        assert_eq!(s.playout_delay, Duration::from_millis(40), "{s:?}");
+        assert!(s.target_delay >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn reordered_packets_play_in_order() {
+        let mut l = Listener::new(JitterConfig::default());
+        // Pairs swapped: 1,0,3,2,...; both of a pair arrive in the same tick.
+        for i in 0..50u64 {
+            let now = i * 20;
+            if i % 2 == 1 {
+                for k in [i, i - 1] {
+                    let seq = k as u16;
+                    let ts = (k as u32) * 960;
+                    assert_eq!(l.insert(now, seq, ts, false), InsertOutcome::Stored);
+                }
+            }
+            l.tick(now);
+        }
+        for now in (1000..1400).step_by(20) {
+            l.tick(now);
+        }
+        let slots = l.slots();
+        assert_eq!(slots.len(), 50);
+        assert!(slots.iter().all(|&(_, p)| p));
+        assert_eq!(l.jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_whether_buffered_or_played() {
+        let mut jb = JitterBuffer::new(JitterConfig::default()).unwrap();
+        assert_eq!(
+            jb.insert(at_ms(0), 7, 0, true, &[1]),
+            Ok(InsertOutcome::Stored)
+        );
+        assert_eq!(
+            jb.insert(at_ms(1), 7, 0, true, &[1]),
+            Ok(InsertOutcome::Duplicate)
+        );
+        assert_eq!(
+            jb.insert(at_ms(20), 8, 960, false, &[2]),
+            Ok(InsertOutcome::Stored)
+        );
+        assert!(matches!(jb.pop(at_ms(40)), Playout::Packet { seq: 7, .. }));
+        assert_eq!(
+            jb.insert(at_ms(41), 7, 0, true, &[1]),
+            Ok(InsertOutcome::Duplicate)
+        );
+        let s = jb.stats();
+        assert_eq!((s.received, s.duplicates, s.buffered_packets), (4, 2, 1));
+    }
+
+    #[test]
+    fn single_loss_with_next_buffered_offers_fec_and_late_copy_is_too_late() {
+        let mut l = Listener::new(JitterConfig::default());
+        for i in 0..20u64 {
+            let now = i * 20;
+            if i != 5 {
+                assert_eq!(
+                    l.insert(now, i as u16, i as u32 * 960, i == 0),
+                    InsertOutcome::Stored
+                );
+            }
+            l.tick(now);
+        }
+        for now in (400..600).step_by(20) {
+            l.tick(now);
+        }
+        let lost: Vec<_> = l
+            .outs
+            .iter()
+            .filter(|o| matches!(o, Out::Lost { .. }))
+            .collect();
+        assert_eq!(
+            lost,
+            vec![&Out::Lost {
+                ext: lost_ext(&l, 5),
+                seq: 5,
+                ticks: 960,
+                next: Some(6)
+            }]
+        );
+        assert_eq!(l.insert(600, 5, 5 * 960, false), InsertOutcome::TooLate);
+        let s = l.jb.stats();
+        assert_eq!((s.lost, s.fec_available, s.too_late), (1, 1, 1));
+        assert_eq!(l.slots().len(), 20);
+    }
+
+    fn lost_ext(l: &Listener, seq: u16) -> u64 {
+        l.outs
+            .iter()
+            .find_map(|o| match *o {
+                Out::Lost { ext, seq: s, .. } if s == seq => Some(ext),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn burst_loss_offers_fec_only_for_the_last_of_the_burst() {
+        let mut l = Listener::new(JitterConfig::default());
+        for i in 0..30u64 {
+            let now = i * 20;
+            if !(10..13).contains(&i) {
+                l.insert(now, i as u16, i as u32 * 960, false);
+            }
+            l.tick(now);
+        }
+        let nexts: Vec<_> = l
+            .outs
+            .iter()
+            .filter_map(|o| match o {
+                Out::Lost { seq, next, .. } => Some((*seq, *next)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(nexts, vec![(10, None), (11, None), (12, Some(13))]);
+    }
+
+    #[test]
+    fn bad_payloads_and_configs_are_typed_errors() {
+        let mut jb = JitterBuffer::new(JitterConfig::default()).unwrap();
+        assert_eq!(
+            jb.insert(at_ms(0), 1, 0, false, &[]),
+            Err(JitterError::EmptyPayload)
+        );
+        let big = [0u8; 1501];
+        assert_eq!(
+            jb.insert(at_ms(0), 1, 0, false, &big),
+            Err(JitterError::PayloadTooLarge {
+                len: 1501,
+                max: 1500
+            })
+        );
+        assert_eq!(jb.stats().received, 0);
+
+        let mut cfg = JitterConfig::new(8000);
+        cfg.min_delay = Duration::from_millis(100);
+        let err = JitterBuffer::new(cfg).unwrap_err();
+        assert!(err.to_string().contains("min_delay"), "{err}");
+        assert!(JitterBuffer::new(JitterConfig::new(0)).is_err());
+        let mut cfg = JitterConfig::new(8000);
+        cfg.capacity = 1;
+        assert!(JitterBuffer::new(cfg).is_err());
+        assert_eq!(
+            JitterConfig::for_format(PayloadFormat::Pcmu).frame_ticks,
+            160
+        );
+    }
+
+    #[test]
+    fn sequence_and_timestamp_wrap_mid_stream() {
+        let mut l = Listener::new(JitterConfig::default());
+        let ts0 = u32::MAX - 5 * 960 + 1;
+        let end = run_stream(&mut l, 0, 65530, ts0, 20, 3);
+        idle(&mut l, end, end + 100);
+        let slots = l.slots();
+        let seqs: Vec<u16> = slots.iter().map(|s| s.0).collect();
+        let expected: Vec<u16> = (0..20u16).map(|i| 65530u16.wrapping_add(i)).collect();
+        assert_eq!(seqs, expected);
+        assert!(slots.iter().all(|s| s.1));
+        let ts: Vec<u32> = l
+            .outs
+            .iter()
+            .filter_map(|o| match o {
+                Out::Packet { ts, ticks, .. } => {
+                    assert_eq!(*ticks, 960);
+                    Some(*ts)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ts[5], 0, "timestamp wraps to 0 at the sixth packet");
+        assert_eq!(l.jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn multi_frame_packets_are_handed_out_once_with_their_duration() {
+        for frames in [2u32, 3] {
+            let mut l = Listener::new(JitterConfig::default());
+            let step = 20 * u64::from(frames);
+            let mut sent = 0u32;
+            for now in (0..3000u64).step_by(20) {
+                while sent < 40 && u64::from(sent) * step + 2 <= now {
+                    let ts = sent * 960 * frames;
+                    let out = l.insert_frames(now, sent as u16, ts, false, frames as u8);
+                    assert_eq!(out, InsertOutcome::Stored);
+                    sent += 1;
+                }
+                l.tick(now);
+            }
+            let slots = l.slots();
+            assert_eq!(slots.len(), 40, "{frames}-frame packets");
+            assert!(slots.iter().all(|s| s.1));
+            let ticks: Vec<u32> = l
+                .outs
+                .iter()
+                .filter_map(|o| match o {
+                    Out::Packet { ticks, .. } => Some(*ticks),
+                    _ => None,
+                })
+                .collect();
+            // The first packet's duration is a guess (nothing follows it yet).
+            assert!(ticks[1..].iter().all(|&t| t == 960 * frames), "{ticks:?}");
+            // One pop per packet while the stream runs: no filler between packets.
+            let first = l.outs.iter().position(|o| matches!(o, Out::Packet { .. }));
+            let last = l.outs.iter().rposition(|o| matches!(o, Out::Packet { .. }));
+            let during = &l.outs[first.unwrap()..=last.unwrap()];
+            assert_eq!(during.len(), 40, "{during:?}");
+            assert_eq!(l.jb.stats().lost, 0);
+        }
+    }
+
+    #[test]
+    fn dtx_pause_is_silence_not_loss() {
+        let mut l = Listener::new(JitterConfig::default());
+        // 1 s of speech, 2 s with no packet at all, then a talk spurt with the marker bit.
+        let mut seq = 0u16;
+        for now in (0..5000u64).step_by(20) {
+            let talking = !(1000..3000).contains(&now);
+            if talking && now < 4000 {
+                let ts = (now as u32) * 48;
+                let out = l.insert(now + 1, seq, ts, now == 0 || now == 3000);
+                assert_eq!(out, InsertOutcome::Stored);
+                seq += 1;
+            }
+            l.tick(now + 1);
+        }
+        let s = l.jb.stats();
+        assert_eq!(s.lost, 0, "{s:?}");
+        assert_eq!(s.played, u64::from(seq));
+        assert!(s.underrun_frames >= 95, "{s:?}");
+        assert_eq!(l.slots().len(), usize::from(seq));
+    }
+
+    #[test]
+    fn sender_restart_resynchronizes_after_two_packets() {
+        let mut l = Listener::new(JitterConfig::default());
+        let end = run_stream(&mut l, 0, 100, 0, 20, 1);
+        let now = idle(&mut l, end, end + 200);
+        // The sender restarts with unrelated numbers.
+        let (seq0, ts0) = (40_000u16, 7_777_777u32);
+        assert_eq!(l.insert(now, seq0, ts0, true), InsertOutcome::Discontinuity);
+        l.tick(now);
+        assert_eq!(
+            l.insert(now + 20, seq0 + 1, ts0 + 960, false),
+            InsertOutcome::Resynced
+        );
+        l.tick(now + 20);
+        let mut t = now + 40;
+        for i in 2..20u16 {
+            let out = l.insert(t, seq0 + i, ts0 + u32::from(i) * 960, false);
+            assert_eq!(out, InsertOutcome::Stored);
+            l.tick(t);
+            t += 20;
+        }
+        idle(&mut l, t, t + 200);
+        let mut seqs = Vec::new();
+        let mut exts = Vec::new();
+        for out in &l.outs {
+            match out {
+                Out::Packet { seq, ext, .. } => {
+                    seqs.push(*seq);
+                    exts.push(*ext);
+                }
+                Out::Lost { .. } => panic!("no loss expected: {:?}", l.outs),
+                _ => {}
+            }
+        }
+        let mut expected: Vec<u16> = (100..120).collect();
+        expected.extend(seq0..seq0 + 20);
+        assert_eq!(seqs, expected);
+        assert!(exts.windows(2).all(|w| w[0] < w[1]));
+        let s = l.jb.stats();
+        assert_eq!((s.resyncs, s.flushed, s.discontinuities), (1, 0, 1));
+    }
+
+    #[test]
+    fn a_single_stray_packet_does_not_resynchronize() {
+        let mut l = Listener::new(JitterConfig::default());
+        let now = run_stream(&mut l, 0, 0, 0, 10, 1);
+        assert_eq!(
+            l.insert(now, 30_000, 0, false),
+            InsertOutcome::Discontinuity
+        );
+        let end = run_stream(&mut l, now, 10, 9600, 20, 1);
+        idle(&mut l, end, end + 200);
+        let s = l.jb.stats();
+        assert_eq!((s.resyncs, s.lost, s.played), (0, 0, 30), "{s:?}");
+    }
+
+    #[test]
+    fn timestamp_jump_ahead_with_continuous_seq_resynchronizes() {
+        let mut l = Listener::new(JitterConfig::default());
+        let end = run_stream(&mut l, 0, 0, 0, 20, 1);
+        let now = idle(&mut l, end, end + 200);
+        let jump = 1u32 << 30;
+        assert_eq!(l.insert(now, 20, jump, false), InsertOutcome::Discontinuity);
+        l.tick(now);
+        assert_eq!(
+            l.insert(now + 20, 21, jump + 960, false),
+            InsertOutcome::Resynced
+        );
+        idle(&mut l, now + 20, now + 400);
+        let s = l.jb.stats();
+        assert_eq!((s.played, s.lost, s.resyncs), (22, 0, 1), "{s:?}");
+        assert_eq!(l.exts().len(), 22);
+    }
+
+    #[test]
+    fn timestamp_reset_backwards_resynchronizes_within_half_a_second() {
+        let mut l = Listener::new(JitterConfig::default());
+        let mut now = run_stream(&mut l, 0, 0, 48_000 * 60, 50, 1);
+        let mut resynced_at = None;
+        for i in 0..200u16 {
+            let out = l.insert(now, 50 + i, u32::from(i) * 960, false);
+            if out == InsertOutcome::Resynced {
+                resynced_at = Some(i);
+            }
+            l.tick(now);
+            now += 20;
+        }
+        let i = resynced_at.expect("timestamp reset never detected");
+        // Half a second of packets too late to play, then a fresh start.
+        assert!((25..=30).contains(&i), "resynced after {i} packets");
+        let s = l.jb.stats();
+        assert_eq!(
+            (s.too_late, s.lost, s.resyncs),
+            (u64::from(i), 0, 1),
+            "{s:?}"
+        );
+        assert_eq!(s.played + s.buffered_packets as u64, 250 - u64::from(i));
+        assert!(s.target_delay <= Duration::from_millis(40), "{s:?}");
+        l.exts();
+    }
+
+    #[test]
+    fn outage_longer_than_the_buffer_skips_ahead_without_concealing() {
+        let mut l = Listener::new(JitterConfig::default());
+        let end = run_stream(&mut l, 0, 0, 0, 20, 1);
+        // 3 s outage: 150 packets never arrive, then the stream continues.
+        let resume = end + 3000;
+        idle(&mut l, end, resume);
+        let end = run_stream(&mut l, resume, 170, 170 * 960, 30, 1);
+        idle(&mut l, end, end + 200);
+        let s = l.jb.stats();
+        assert_eq!((s.skipped, s.lost, s.played), (150, 0, 50), "{s:?}");
+    }
+
+    #[test]
+    fn packets_beyond_the_span_overflow_while_older_ones_wait() {
+        let cfg = JitterConfig {
+            capacity: 8,
+            ..JitterConfig::default()
+        };
+        let mut jb = JitterBuffer::new(cfg).unwrap();
+        for i in 0..8u16 {
+            let out = jb.insert(at_ms(0), i, u32::from(i) * 960, false, &[1]);
+            assert_eq!(out, Ok(InsertOutcome::Stored));
+        }
+        let out = jb.insert(at_ms(0), 8, 8 * 960, false, &[1]);
+        assert_eq!(out, Ok(InsertOutcome::Overflow));
+        assert_eq!(jb.stats().overflow, 1);
+        assert_eq!(jb.buffered_packets(), 8);
+    }
+
+    #[test]
+    fn target_delay_follows_jitter_within_bounds() {
+        let mut l = Listener::new(JitterConfig::default());
+        // Arrival lag alternates 0 and 60 ms: a 60 ms spread.
+        let mut sent = 0u32;
+        let lag = |k: u32| if k % 4 == 3 { 60 } else { 0 };
+        for now in (0..20_000u64).step_by(5) {
+            while u64::from(sent) * 20 + lag(sent) <= now && sent < 990 {
+                l.insert(now, sent as u16, sent * 960, false);
+                sent += 1;
+            }
+            if now % 20 == 0 {
+                l.tick(now);
+            }
+        }
+        let s = l.jb.stats();
+        assert!(s.target_delay >= Duration::from_millis(60), "{s:?}");
+        assert!(s.target_delay <= Duration::from_millis(200), "{s:?}");
+        assert!(s.lengthened > 0, "{s:?}");
+        // Once adapted, nothing more is lost.
+        let late_losses = l
+            .outs
+            .iter()
+            .skip(l.outs.len() / 2)
+            .filter(|o| matches!(o, Out::Lost { .. }))
+            .count();
+        assert_eq!(late_losses, 0);
+    }
+
+    #[test]
+    fn a_faster_sender_clock_is_absorbed_by_shortening() {
+        let mut l = Listener::new(JitterConfig::default());
+        // The sender's clock runs 0.2% fast: 200 ms of excess audio over 100 s.
+        let mut tick = 0u64;
+        for i in 0..5000u32 {
+            let arrival_ms = u64::from(i) * 19_960 / 1000;
+            while tick < arrival_ms {
+                l.tick(tick);
+                tick += 20;
+            }
+            l.insert(arrival_ms, i as u16, i * 960, false);
+        }
+        let s = l.jb.stats();
+        assert!(s.shortened >= 5, "{s:?}");
+        assert!(
+            s.playout_delay <= s.target_delay + Duration::from_millis(20),
+            "{s:?}"
+        );
+        assert!(s.buffered_packets <= 6, "{s:?}");
+        assert_eq!((s.overflow, s.lost), (0, 0));
+    }
+
+    #[test]
+    fn a_network_stall_drops_stale_audio_and_recovers_the_delay() {
+        let mut l = Listener::new(JitterConfig::default());
+        // Packets 50..75 are held by the network for up to 500 ms and delivered
+        // together with packet 75; everything else arrives 5 ms after sending.
+        let mut sent = 0u32;
+        for now in (0..12_000u64).step_by(20) {
+            while sent < 590 {
+                let due = if (50..75).contains(&sent) {
+                    75 * 20
+                } else {
+                    sent * 20
+                };
+                if u64::from(due) + 5 > now {
+                    break;
+                }
+                l.insert(now, sent as u16, sent * 960, false);
+                sent += 1;
+            }
+            l.tick(now);
+        }
+        let s = l.jb.stats();
+        assert_eq!(s.resyncs, 0, "{s:?}");
+        assert!(s.too_late > 0 && s.lost == s.too_late, "{s:?}");
+        assert_eq!(s.played + s.lost + s.buffered_packets as u64, 590, "{s:?}");
+        // The target jumped to cover the stall, then decayed; the extra delay
+        // is shed one frame at a time.
+        assert!(s.shortened > 0, "{s:?}");
+        assert!(s.target_delay <= Duration::from_millis(60), "{s:?}");
+        assert!(
+            s.playout_delay <= s.target_delay + Duration::from_millis(20),
+            "{s:?}"
+        );
+        assert_eq!(l.slots().len() + s.buffered_packets, 590);
+    }
+
+    #[test]
+    fn reset_forgets_the_stream() {
+        let mut l = Listener::new(JitterConfig::default());
+        let end = run_stream(&mut l, 0, 500, 0, 30, 1);
+        idle(&mut l, end, end + 100);
+        assert!(l.jb.is_playing());
+        l.jb.reset();
+        assert!(!l.jb.is_playing());
+        assert_eq!(
+            l.jb.stats(),
+            JitterStats {
+                target_delay: Duration::from_millis(40),
+                ..JitterStats::default()
+            }
+        );
+        assert_eq!(l.jb.pop(at_ms(end + 120)), Playout::Buffering);
+        let out = l.jb.insert(at_ms(end + 140), 3, 99, true, &[1]);
+        assert_eq!(out, Ok(InsertOutcome::Stored));
+    }
+}

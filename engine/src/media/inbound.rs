@@ -1,0 +1,366 @@
+//! Inbound media: validates and orders caller RTP, decodes it one 20 ms frame per
+//! tick, conceals losses (Opus PLC, or in-band FEC when the next packet is there),
+//! and resamples to the rate VAD and STT use.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use voxline_codecs::jitter::{InsertOutcome, JitterBuffer, JitterConfig, Playout, PlayoutAdjust};
+use voxline_codecs::rtp::{looks_like_rtcp, RtpSource, SourceConfig, SourceOutcome};
+use voxline_codecs::{
+    AudioFrame, DtmfReceiver, FrameDecoder, FrameOrigin, PayloadFormat, PayloadRegistry, Resampler,
+    RtpPacket, SampleRate,
+};
+
+use super::{MediaConfig, MediaError};
+
+/// What happened to one received datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketVerdict {
+    /// Audio, buffered for playout.
+    Audio,
+    /// A telephone-event packet that completed a key press.
+    Dtmf(char),
+    /// A telephone-event packet with nothing new (repeats, updates).
+    DtmfUpdate,
+    /// Dropped: came from an address other than the call's remote (no media hijack).
+    WrongSource,
+    /// Dropped: from an SSRC other than the locked one.
+    ForeignSsrc,
+    /// Dropped: not RTP, malformed, or an unknown payload type.
+    Invalid,
+    /// RTCP multiplexed on the RTP port (ignored here).
+    Rtcp,
+    /// Dropped by the jitter buffer (duplicate, too late, overflow or held as a jump).
+    Discarded,
+}
+
+/// Counters of the inbound side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InboundCounters {
+    /// Datagrams received.
+    pub datagrams: u64,
+    /// Audio packets buffered.
+    pub audio_packets: u64,
+    /// Packets from the wrong address.
+    pub wrong_source: u64,
+    /// Packets from a foreign SSRC.
+    pub foreign_ssrc: u64,
+    /// Malformed or unknown packets.
+    pub invalid: u64,
+    /// RTCP datagrams.
+    pub rtcp: u64,
+    /// Packets the jitter buffer dropped (duplicate, too late, overflow).
+    pub discarded: u64,
+    /// Frames decoded from packets that arrived.
+    pub frames_decoded: u64,
+    /// Frames synthesised by loss concealment.
+    pub frames_concealed: u64,
+    /// Frames rebuilt from in-band FEC.
+    pub frames_recovered: u64,
+    /// Payloads the decoder rejected (concealed instead).
+    pub decode_errors: u64,
+    /// DTMF key presses.
+    pub dtmf_events: u64,
+}
+
+/// The caller side of a call's media.
+pub struct InboundMedia {
+    registry: PayloadRegistry,
+    remote: Option<SocketAddr>,
+    learn_remote: bool,
+    source: Option<RtpSource>,
+    jitter: Option<JitterBuffer>,
+    decoder: Option<(u8, FrameDecoder)>,
+    resampler: Option<Resampler>,
+    jitter_delay: (Duration, Duration, Duration),
+    caller_rate: SampleRate,
+    dtmf: Option<(u8, DtmfReceiver)>,
+    decoded: AudioFrame,
+    counters: InboundCounters,
+}
+
+impl InboundMedia {
+    /// Inbound media for a negotiated session.
+    pub fn new(config: &MediaConfig) -> Result<Self, MediaError> {
+        let dtmf = config
+            .registry
+            .find(|f| matches!(f, PayloadFormat::TelephoneEvent { .. }))
+            .and_then(|pt| match config.registry.get(pt) {
+                Some(PayloadFormat::TelephoneEvent { clock_rate }) => {
+                    Some((pt, DtmfReceiver::new(clock_rate)))
+                }
+                _ => None,
+            });
+        let mut me = InboundMedia {
+            registry: config.registry.clone(),
+            remote: config.remote,
+            learn_remote: config.remote.is_none(),
+            source: None,
+            jitter: None,
+            decoder: None,
+            resampler: None,
+            jitter_delay: config.jitter_delay,
+            caller_rate: config.caller_rate,
+            dtmf,
+            decoded: AudioFrame::silent(config.caller_rate),
+            counters: InboundCounters::default(),
+        };
+        // Prepare for the format we expect so the first packet allocates nothing.
+        if let Some(
+            PayloadFormat::Opus { .. }
+            | PayloadFormat::Pcmu
+            | PayloadFormat::Pcma
+            | PayloadFormat::L16 { .. },
+        ) = config.registry.get(config.send_payload_type)
+        {
+            me.prepare(config.send_payload_type)?;
+        }
+        Ok(me)
+    }
+
+    /// The remote address media comes from (given, or learned from the first valid packet).
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// Rate of the frames `next_frame` produces.
+    pub fn caller_rate(&self) -> SampleRate {
+        self.caller_rate
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> InboundCounters {
+        self.counters
+    }
+
+    /// The jitter buffer's current target delay.
+    pub fn jitter_delay(&self) -> Option<Duration> {
+        self.jitter.as_ref().map(|j| j.target_delay())
+    }
+
+    /// RFC 3550 receiver statistics of the locked source.
+    pub fn receiver_stats(&self) -> Option<&voxline_codecs::ReceiverStats> {
+        self.source.as_ref().map(|s| s.stats())
+    }
+
+    /// Sets up decoder, jitter buffer and source tracker for audio payload type `pt`.
+    fn prepare(&mut self, pt: u8) -> Result<(), MediaError> {
+        let Some(format) = self.registry.get(pt) else {
+            return Err(MediaError::UnknownPayloadType(pt));
+        };
+        let format = match format {
+            PayloadFormat::Opus { .. } => PayloadFormat::Opus {
+                // Decode straight to the caller rate: libopus decodes any Opus packet at any rate.
+                pcm_rate: self.caller_rate,
+            },
+            other => other,
+        };
+        let decoder = FrameDecoder::new(format)?;
+        let rate = decoder.rate();
+        self.resampler = if rate != self.caller_rate {
+            Some(Resampler::new(rate, self.caller_rate)?)
+        } else {
+            None
+        };
+        let mut jc = JitterConfig::for_format(format);
+        jc.min_delay = self.jitter_delay.0;
+        jc.initial_delay = self.jitter_delay.1;
+        jc.max_delay = self.jitter_delay.2;
+        self.jitter = Some(JitterBuffer::new(jc)?);
+        let mut sc = SourceConfig::new(format.clock_rate());
+        sc.untimed_payload_type = self.dtmf.as_ref().map(|(pt, _)| *pt);
+        self.source = Some(RtpSource::new(sc));
+        self.decoder = Some((pt, decoder));
+        self.decoded = AudioFrame::silent(rate);
+        Ok(())
+    }
+
+    /// Takes in one datagram that arrived at `now` from `from`.
+    pub fn on_datagram(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> PacketVerdict {
+        self.counters.datagrams += 1;
+        if let Some(remote) = self.remote {
+            if remote != from {
+                self.counters.wrong_source += 1;
+                return PacketVerdict::WrongSource;
+            }
+        }
+        if looks_like_rtcp(datagram) {
+            self.counters.rtcp += 1;
+            return PacketVerdict::Rtcp;
+        }
+        let Ok(packet) = RtpPacket::parse(datagram) else {
+            self.counters.invalid += 1;
+            return PacketVerdict::Invalid;
+        };
+        let pt = packet.payload_type();
+        let format = match self.registry.get(pt) {
+            Some(f) => f,
+            None => {
+                self.counters.invalid += 1;
+                return PacketVerdict::Invalid;
+            }
+        };
+        let is_event = matches!(format, PayloadFormat::TelephoneEvent { .. });
+        if !is_event
+            && self.decoder.as_ref().is_none_or(|(p, _)| *p != pt)
+            && self.prepare(pt).is_err()
+        {
+            self.counters.invalid += 1;
+            return PacketVerdict::Invalid;
+        }
+        let Some(source) = self.source.as_mut() else {
+            // Telephone-event before any audio format is known: nothing to order it against.
+            self.counters.invalid += 1;
+            return PacketVerdict::Invalid;
+        };
+        match source.receive_at(&packet.header(), now) {
+            SourceOutcome::Accepted(_) => {}
+            SourceOutcome::ForeignSsrc { .. } => {
+                self.counters.foreign_ssrc += 1;
+                return PacketVerdict::ForeignSsrc;
+            }
+            SourceOutcome::SequenceJump { .. } => {
+                self.counters.discarded += 1;
+                return PacketVerdict::Discarded;
+            }
+        }
+        if self.learn_remote && self.remote.is_none() {
+            self.remote = Some(from);
+        }
+        if is_event {
+            let Some((_, rx)) = self.dtmf.as_mut() else {
+                self.counters.invalid += 1;
+                return PacketVerdict::Invalid;
+            };
+            return match rx.on_packet(packet.timestamp(), packet.payload(), now) {
+                Ok(mut events) => match events.next() {
+                    Some(ev) => {
+                        self.counters.dtmf_events += 1;
+                        PacketVerdict::Dtmf(ev.digit)
+                    }
+                    None => PacketVerdict::DtmfUpdate,
+                },
+                Err(_) => {
+                    self.counters.invalid += 1;
+                    PacketVerdict::Invalid
+                }
+            };
+        }
+        let Some(jitter) = self.jitter.as_mut() else {
+            self.counters.invalid += 1;
+            return PacketVerdict::Invalid;
+        };
+        match jitter.insert(
+            now,
+            packet.sequence(),
+            packet.timestamp(),
+            packet.marker(),
+            packet.payload(),
+        ) {
+            Ok(InsertOutcome::Stored | InsertOutcome::Resynced) => {
+                self.counters.audio_packets += 1;
+                PacketVerdict::Audio
+            }
+            Ok(_) => {
+                self.counters.discarded += 1;
+                PacketVerdict::Discarded
+            }
+            Err(_) => {
+                self.counters.invalid += 1;
+                PacketVerdict::Invalid
+            }
+        }
+    }
+
+    /// A key press whose end packet never came, closed by timeout.
+    pub fn poll_dtmf_timeout(&mut self, now: Duration) -> Option<char> {
+        let (_, rx) = self.dtmf.as_mut()?;
+        let ev = rx.poll_timeout(now)?;
+        self.counters.dtmf_events += 1;
+        Some(ev.digit)
+    }
+
+    /// The caller's frame for the tick at `now`, at the caller rate; `false` when the stream
+    /// is silent, paused or not started (no packet is due). Never allocates.
+    pub fn next_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
+        let (Some(jitter), Some((_, decoder))) = (self.jitter.as_mut(), self.decoder.as_mut())
+        else {
+            return false;
+        };
+        // Follow the jitter buffer's contract: pop until the decoder has a frame (bounded).
+        let mut guard = 0;
+        while decoder.frames_ready() == 0 && guard < 8 {
+            guard += 1;
+            match jitter.pop(now) {
+                Playout::Packet {
+                    payload,
+                    ticks,
+                    adjust,
+                    ..
+                } => {
+                    match decoder.decode(payload) {
+                        Ok(_) => {}
+                        Err(_) => {
+                            self.counters.decode_errors += 1;
+                            let _ = decoder.conceal(ticks.max(1));
+                        }
+                    }
+                    match adjust {
+                        PlayoutAdjust::None => {}
+                        PlayoutAdjust::Shorten => {
+                            if decoder.frames_ready() > 1 {
+                                let _ = decoder.next_frame();
+                            }
+                        }
+                        PlayoutAdjust::Lengthen => {
+                            let frame_ticks = jitter_frame_ticks(decoder.format());
+                            let _ = decoder.conceal(frame_ticks);
+                        }
+                    }
+                }
+                Playout::Lost { ticks, next, .. } => {
+                    if ticks == 0 {
+                        continue;
+                    }
+                    match next {
+                        Some(next) => {
+                            if decoder.recover_fec(next, ticks).is_err() {
+                                let _ = decoder.conceal(ticks);
+                            }
+                        }
+                        None => {
+                            let _ = decoder.conceal(ticks);
+                        }
+                    }
+                }
+                Playout::Buffering | Playout::Silence | Playout::Underrun => return false,
+            }
+        }
+        let Some(frame) = decoder.next_frame() else {
+            return false;
+        };
+        match frame.origin() {
+            FrameOrigin::Concealed => self.counters.frames_concealed += 1,
+            FrameOrigin::Recovered => self.counters.frames_recovered += 1,
+            _ => self.counters.frames_decoded += 1,
+        }
+        self.decoded = frame;
+        match self.resampler.as_mut() {
+            Some(r) => r.process_into(&self.decoded, out).is_ok(),
+            None => {
+                *out = self.decoded;
+                true
+            }
+        }
+    }
+}
+
+fn jitter_frame_ticks(format: PayloadFormat) -> u32 {
+    format.ticks_per_frame()
+}
