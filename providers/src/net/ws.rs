@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -189,6 +190,12 @@ pub fn map_error(provider: &str, error: WsError, key: Option<&ApiKey>) -> Provid
             provider: p,
             detail: format!("invalid upgrade request: {e}"),
         },
+        // The peer went away without a close frame: a dropped connection, not a bad message.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => ProviderError::Closed {
+            provider: p,
+            code: None,
+            reason: "the connection dropped without a close frame".into(),
+        },
         WsError::Protocol(e) => ProviderError::Protocol {
             provider: p,
             detail: e.to_string(),
@@ -281,5 +288,16 @@ mod tests {
             }
         );
         assert_eq!(close_error("el", None).kind(), "closed");
+    }
+
+    #[test]
+    fn a_drop_without_close_frame_is_a_closed_error() {
+        let err = map_error(
+            "p",
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+            None,
+        );
+        assert_eq!(err.kind(), "closed");
+        assert!(err.is_retryable());
     }
 }
