@@ -5,3 +5,4 @@ pub use voxline_engine as engine;
 #[cfg(feature = "fake-servers")]
 pub mod fake;
 pub mod net;
+pub mod realtime;
