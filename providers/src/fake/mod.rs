@@ -5,4 +5,5 @@
 //! strict, scriptable fake of one service on top of them.
 
 pub mod http;
+pub mod realtime;
 pub mod ws;
