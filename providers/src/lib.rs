@@ -11,3 +11,4 @@ pub mod net;
 pub mod openai_llm;
 pub mod openai_tts;
 pub mod pcm;
+pub mod realtime;

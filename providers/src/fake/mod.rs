@@ -8,4 +8,5 @@ pub mod deepgram;
 pub mod elevenlabs;
 pub mod http;
 pub mod openai;
+pub mod realtime;
 pub mod ws;

@@ -313,4 +313,15 @@ mod tests {
         );
         assert_eq!(close_error("el", None).kind(), "closed");
     }
+
+    #[test]
+    fn a_drop_without_close_frame_is_a_closed_error() {
+        let err = map_error(
+            "p",
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+            None,
+        );
+        assert_eq!(err.kind(), "closed");
+        assert!(err.is_retryable());
+    }
 }
