@@ -19,6 +19,7 @@ use crate::net::endpoint::{Env, Service};
 use crate::net::secret::ApiKey;
 use crate::openai_llm::{OpenAiLlm, OpenAiLlmConfig};
 use crate::openai_tts::{OpenAiTts, OpenAiTtsConfig};
+use crate::realtime::{RealtimeAdapter, RealtimeConfig, Vendor};
 
 /// Why a call's providers could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -109,11 +110,27 @@ pub fn build_providers(
     standins: &Standins,
 ) -> Result<BuiltProviders, FactoryError> {
     let mut notices = Vec::new();
-    if assistant.realtime().is_some() {
-        return Err(FactoryError::Unsupported {
+    if let Some(settings) = assistant.realtime() {
+        let wrap = |source| FactoryError::Provider {
             stage: "llm_config",
-            provider: assistant.llm_config.provider.as_str().to_string(),
-            hint: "speech-to-speech adapters are wired separately; use a text model here",
+            source,
+        };
+        let vendor = Vendor::from_provider(settings.provider).ok_or(FactoryError::Unsupported {
+            stage: "llm_config",
+            provider: settings.provider.as_str().to_string(),
+            hint: "the realtime pipeline speaks xai_realtime and openai_realtime",
+        })?;
+        if !has_key(vendor.service(), env) {
+            return Err(no_key("llm_config", vendor.service()));
+        }
+        let config = RealtimeConfig::from_settings(&settings).map_err(wrap)?;
+        let adapter = RealtimeAdapter::with_env(config, env).map_err(wrap)?;
+        return Ok(BuiltProviders {
+            set: ProviderSet {
+                realtime: Some(Arc::new(adapter)),
+                ..ProviderSet::default()
+            },
+            notices,
         });
     }
     let set = ProviderSet {

@@ -66,10 +66,12 @@ pub enum CallerError {
 pub fn spawn_caller<T: PacketTransport>(
     mut transport: T,
     remote: SocketAddr,
-    config: MediaConfig,
+    mut config: MediaConfig,
     script: CallerScript,
     log: Arc<Mutex<CallerLog>>,
 ) -> Result<tokio::task::JoinHandle<T>, CallerError> {
+    // The caller hears only the agent's address.
+    config.remote = Some(remote);
     let rate = match config.registry.get(config.send_payload_type) {
         Some(PayloadFormat::Opus { pcm_rate }) => pcm_rate,
         Some(PayloadFormat::L16 { rate }) => rate,
