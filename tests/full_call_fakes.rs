@@ -34,8 +34,25 @@ async fn udp_pair() -> (UdpSocket, UdpSocket, SocketAddr, SocketAddr) {
 
 const ANALYSIS_REPLY: &str = r#"{"intent": "booking", "day": "Monday"}"#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deepgram_openai_elevenlabs_call_produces_a_correct_report() {
+/// What a pipeline call through the fakes left behind.
+struct PipelineRun {
+    eocr: serde_json::Value,
+    events: Vec<voxline::engine::call::CallEvent>,
+    openai: FakeOpenAi,
+    deepgram: FakeDeepgram,
+    eleven: FakeElevenLabs,
+    heard: usize,
+    deliveries: Vec<String>,
+}
+
+/// A whole call: Deepgram + OpenAI chat + the given TTS (`tts_config` JSON), caller speech
+/// windows, hang-up at `until`, and the reporter following the event stream.
+async fn pipeline_call(
+    tts_config: &str,
+    first_message: &str,
+    speech: Vec<(Duration, Duration)>,
+    until: Duration,
+) -> PipelineRun {
     let deepgram = FakeDeepgram::start(FakeDeepgramConfig::new(
         "dg-key",
         ["I would like to book a cleaning"],
@@ -69,19 +86,19 @@ async fn deepgram_openai_elevenlabs_call_produces_a_correct_report() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let assistant = Assistant::from_json(
-        r#"{
-        "first_message": "Hello, dental clinic.",
-        "stt_config": {"provider": "deepgram", "model": "nova-3", "language": "en"},
-        "llm_config": {"provider": "openai", "model": "gpt-4.1",
-            "messages": [{"role": "system", "content": "You book dental appointments."}]},
-        "tts_config": {"provider": "elevenlabs", "voice_id": "voice123", "model": "eleven_flash_v2_5"},
-        "analysis_plan": {"structured_data_plan": {"enabled": true,
-            "schema": {"type": "object", "properties": {"intent": {"type": "string"}, "day": {"type": "string"}}},
-            "messages": [{"role": "system", "content": "Extract {{schema}} from {{transcript}}; ended: {{ended_reason}}"}]},
-            "min_messages_threshold": 1}
-    }"#,
-    )
+    let assistant = Assistant::from_json(&format!(
+        r#"{{
+        "first_message": "{first_message}",
+        "stt_config": {{"provider": "deepgram", "model": "nova-3", "language": "en"}},
+        "llm_config": {{"provider": "openai", "model": "gpt-4.1",
+            "messages": [{{"role": "system", "content": "You book dental appointments."}}]}},
+        "tts_config": {tts_config},
+        "analysis_plan": {{"structured_data_plan": {{"enabled": true,
+            "schema": {{"type": "object", "properties": {{"intent": {{"type": "string"}}, "day": {{"type": "string"}}}}}},
+            "messages": [{{"role": "system", "content": "Extract {{{{schema}}}} from {{{{transcript}}}}; ended: {{{{ended_reason}}}}"}}]}},
+            "min_messages_threshold": 1}}
+    }}"#
+    ))
     .unwrap();
     let voxline = Voxline::with_env(Arc::new(env));
     let (engine_sock, caller_sock, engine_addr, caller_addr) = udp_pair().await;
@@ -98,7 +115,7 @@ async fn deepgram_openai_elevenlabs_call_produces_a_correct_report() {
     assert!(call.notices.is_empty(), "{:?}", call.notices);
     let llm = call.providers.llm.clone().unwrap();
     let control = call.control.clone();
-    let mut events = call.events;
+    let mut stream = call.events;
     let plan = assistant.analysis_plan.clone().unwrap();
     let reporter = CallReporter::new(
         CallMetadata::new("call-fakes-1", CallType::InboundPhoneCall),
@@ -106,15 +123,26 @@ async fn deepgram_openai_elevenlabs_call_produces_a_correct_report() {
     )
     .with_analysis_plan(plan);
     let delivered = Arc::new(Mutex::new(Vec::<WebhookBody>::new()));
-    let sink = delivered.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (sink, seen_events) = (delivered.clone(), seen.clone());
     let reporting = tokio::spawn(async move {
         let analyzer = PostCallAnalyzer::new(llm);
-        reporter
-            .run(&mut events, &analyzer, |body| {
+        // Tee the stream: the test keeps the raw events, the reporter builds the webhooks.
+        let (tx, mut rx) = voxline::engine::driver::EventStream::channel();
+        let tee = tokio::spawn(async move {
+            while let Some(e) = stream.next().await {
+                seen_events.lock().unwrap().push(e.event.clone());
+                let _ = tx.send(e);
+            }
+        });
+        let report = reporter
+            .run(&mut rx, &analyzer, |body| {
                 sink.lock().unwrap().push(body);
                 async {}
             })
-            .await
+            .await;
+        let _ = tee.await;
+        report
     });
     let task = tokio::spawn(call.task.run());
     let log = Arc::new(Mutex::new(CallerLog::default()));
@@ -123,8 +151,8 @@ async fn deepgram_openai_elevenlabs_call_produces_a_correct_report() {
         engine_addr,
         media,
         CallerScript {
-            speech: vec![(secs(2.5), secs(4.5))],
-            until: secs(10.0),
+            speech,
+            until,
             ..Default::default()
         },
         log.clone(),
@@ -133,23 +161,48 @@ async fn deepgram_openai_elevenlabs_call_produces_a_correct_report() {
     let _socket = caller.await.unwrap();
     control.hang_up().unwrap();
     let outcome = task.await.unwrap();
-    let report = tokio::time::timeout(secs(20.0), reporting)
-        .await
-        .unwrap()
-        .unwrap();
-
     assert_eq!(
         outcome.end_reason,
         voxline::engine::call::EndReason::UserHangup
     );
-    let eocr = serde_json::to_value(report.to_body()).unwrap();
-    let m = &eocr["message"];
-    assert_eq!(m["type"], "end-of-call-report");
-    assert_eq!(m["end_reason"], "user_hangup");
-    let duration = m["duration_seconds"].as_f64().unwrap();
-    assert!((8.0..=12.0).contains(&duration), "duration {duration}");
-    let messages = m["messages"].as_array().unwrap();
-    let said: Vec<(String, String)> = messages
+    let report = tokio::time::timeout(secs(20.0), reporting)
+        .await
+        .unwrap()
+        .unwrap();
+    let heard = log
+        .lock()
+        .unwrap()
+        .agent_packets
+        .iter()
+        .filter(|(_, a)| *a)
+        .count();
+    let deliveries = delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            serde_json::to_value(b).unwrap()["message"]["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let events = seen.lock().unwrap().clone();
+    PipelineRun {
+        eocr: serde_json::to_value(report.to_body()).unwrap(),
+        events,
+        openai,
+        deepgram,
+        eleven,
+        heard,
+        deliveries,
+    }
+}
+
+fn messages(eocr: &serde_json::Value) -> Vec<(String, String)> {
+    eocr["message"]["messages"]
+        .as_array()
+        .unwrap()
         .iter()
         .map(|x| {
             (
@@ -157,7 +210,17 @@ async fn deepgram_openai_elevenlabs_call_produces_a_correct_report() {
                 x["content"].as_str().unwrap().to_string(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// `min_heard`: audible agent frames the caller must decode (the fakes render different lengths).
+fn check_pipeline_report(run: &PipelineRun, min_heard: usize) {
+    let m = &run.eocr["message"];
+    assert_eq!(m["type"], "end-of-call-report");
+    assert_eq!(m["end_reason"], "user_hangup");
+    let duration = m["duration_seconds"].as_f64().unwrap();
+    assert!((8.0..=12.0).contains(&duration), "duration {duration}");
+    let said = messages(&run.eocr);
     assert_eq!(
         said[0],
         ("assistant".into(), "Hello, dental clinic.".into()),
@@ -174,7 +237,8 @@ async fn deepgram_openai_elevenlabs_call_produces_a_correct_report() {
     assert_eq!(m["analysis"]["intent"], "booking");
     assert!(!m["summary"].as_str().unwrap().is_empty());
     // The model saw the transcript in the analysis prompt, placeholders filled.
-    let bodies: Vec<String> = openai
+    let bodies: Vec<String> = run
+        .openai
         .chat_requests()
         .iter()
         .map(|r| String::from_utf8_lossy(&r.body).to_string())
@@ -183,35 +247,101 @@ async fn deepgram_openai_elevenlabs_call_produces_a_correct_report() {
         .iter()
         .any(|b| b.contains("I would like to book a cleaning") && b.contains("user_hangup")));
     assert!(
-        deepgram.violations().is_empty(),
+        run.deepgram.violations().is_empty(),
         "{:?}",
-        deepgram.violations()
+        run.deepgram.violations()
     );
-    assert!(eleven.violations().is_empty(), "{:?}", eleven.violations());
-    // The caller heard the agent.
-    let heard = log
-        .lock()
-        .unwrap()
-        .agent_packets
-        .iter()
-        .filter(|(_, a)| *a)
-        .count();
-    assert!(heard > 50, "caller heard {heard} audible agent frames");
-    let kinds: Vec<String> = delivered
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            serde_json::to_value(b).unwrap()["message"]["type"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    assert!(
+        run.eleven.violations().is_empty(),
+        "{:?}",
+        run.eleven.violations()
+    );
+    assert!(
+        run.heard >= min_heard,
+        "caller heard {} audible agent frames",
+        run.heard
+    );
     assert_eq!(
-        kinds.iter().filter(|k| *k == "end-of-call-report").count(),
+        run.deliveries
+            .iter()
+            .filter(|k| *k == "end-of-call-report")
+            .count(),
         1,
-        "{kinds:?}"
+        "{:?}",
+        run.deliveries
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deepgram_openai_elevenlabs_call_produces_a_correct_report() {
+    let run = pipeline_call(
+        r#"{"provider": "elevenlabs", "voice_id": "voice123", "model": "eleven_flash_v2_5"}"#,
+        "Hello, dental clinic.",
+        vec![(secs(2.5), secs(4.5))],
+        secs(10.0),
+    )
+    .await;
+    check_pipeline_report(&run, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deepgram_openai_with_openai_tts_call_produces_a_correct_report() {
+    let run = pipeline_call(
+        r#"{"provider": "openai", "voice_id": "alloy", "model": "gpt-4o-mini-tts"}"#,
+        "Hello, dental clinic.",
+        vec![(secs(2.5), secs(4.5))],
+        secs(10.0),
+    )
+    .await;
+    // The fake renders 5 ms of audio per character: greeting and answer are about 250 ms.
+    check_pipeline_report(&run, 8);
+    let speech = run.openai.speech_requests();
+    assert!(
+        !speech.is_empty(),
+        "speech requests went to /v1/audio/speech"
+    );
+    let body = String::from_utf8_lossy(&speech[0].body).to_string();
+    assert!(body.contains("\"response_format\":\"pcm\""), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elevenlabs_alignment_cuts_the_history_on_barge_in() {
+    // 30 ms per character: the greeting lasts about 4 s; the caller talks over it at 1.5 s.
+    let greeting = "Hello and welcome to the dental clinic, we offer cleanings, whitening, fillings, crowns and implants every weekday.";
+    let run = pipeline_call(
+        r#"{"provider": "elevenlabs", "voice_id": "voice123", "model": "eleven_flash_v2_5"}"#,
+        greeting,
+        vec![(secs(1.5), secs(3.5))],
+        secs(10.0),
+    )
+    .await;
+    let (spoken, full) = run
+        .events
+        .iter()
+        .find_map(|e| match e {
+            voxline::engine::call::CallEvent::AgentInterrupted { spoken, full, .. } => {
+                Some((spoken.clone(), full.clone()))
+            }
+            _ => None,
+        })
+        .expect("the caller barged in");
+    assert_eq!(full, greeting);
+    assert!(
+        !spoken.is_empty() && spoken.len() < full.len(),
+        "{spoken:?}"
+    );
+    assert!(full.starts_with(&spoken), "a prefix of what was sent");
+    // Played ≈ 1.5 s + VAD (60 ms) + interruption min (300 ms) → ~1.9 s ≈ 60 characters at 30 ms.
+    let chars = spoken.chars().count();
+    assert!(
+        (35..=80).contains(&chars),
+        "{chars} characters heard: {spoken:?}"
+    );
+    let said = messages(&run.eocr);
+    assert_eq!(
+        said[0],
+        ("assistant".into(), spoken.clone()),
+        "the report holds only what was heard"
     );
 }
 

@@ -303,6 +303,12 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// A stream fed by hand: e.g. to tee a call's events to several readers.
+    pub fn channel() -> (mpsc::UnboundedSender<EventRecord>, EventStream) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (tx, EventStream { rx })
+    }
+
     /// The next event, or `None` after the last one.
     pub async fn next(&mut self) -> Option<EventRecord> {
         self.rx.recv().await
