@@ -371,3 +371,67 @@ async fn bad_config_is_a_typed_error_and_drop_stops_the_task() {
     let ended = tokio::time::timeout(Duration::from_secs(2), audio.received.recv()).await;
     assert_eq!(ended.ok().flatten().map(|f| f.rate()), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn key_presses_reach_the_dtmf_ring() {
+    use voxline_codecs::rtp::SenderConfig;
+    use voxline_codecs::{DtmfSender, RtpSender};
+
+    let (endpoint_end, mut client) =
+        MemoryTransport::pair(addr("10.0.0.2:5000"), addr("10.0.0.1:4000"));
+    let mut registry = PayloadRegistry::new();
+    registry
+        .insert(101, PayloadFormat::TelephoneEvent { clock_rate: 8000 })
+        .expect("telephone-event mapping");
+    let (endpoint, audio) = RtpEndpoint::with_transport(
+        endpoint_end,
+        addr("10.0.0.2:5000"),
+        &MediaConfig::new(registry, 0),
+        EndpointOptions::default(),
+    )
+    .expect("endpoint");
+    let mut tx = RtpSender::new(SenderConfig {
+        ssrc: 7,
+        payload_type: 0,
+        initial_sequence: 100,
+        initial_timestamp: 8000,
+        ticks_per_frame: 160,
+    })
+    .expect("sender");
+    let mut buf = [0u8; 256];
+    let to = addr("10.0.0.2:5000");
+    // Some PCMU audio first, so the stream is known, then the key '5' for 100 ms.
+    for _ in 0..5 {
+        let n = tx.write_frame(&[0xFF; 160], &mut buf).expect("write");
+        client.send_to(&buf[..n], to).expect("send");
+        sleep(Duration::from_millis(20)).await;
+    }
+    let start_ts = tx.next_timestamp();
+    let tone = DtmfSender::new(8000)
+        .expect("dtmf sender")
+        .tone('5', Duration::from_millis(100), start_ts)
+        .expect("tone");
+    let mut sent_at = 0;
+    for packet in tone {
+        let wait = packet.send_offset.saturating_sub(sent_at);
+        sleep(Duration::from_micros(u64::from(wait) * 125)).await;
+        sent_at = packet.send_offset;
+        let n = tx
+            .write_event(
+                101,
+                packet.marker,
+                packet.timestamp,
+                &packet.payload(),
+                &mut buf,
+            )
+            .expect("write event");
+        client.send_to(&buf[..n], to).expect("send");
+    }
+    let digit = tokio::time::timeout(Duration::from_secs(1), audio.dtmf.recv())
+        .await
+        .expect("a key press within 1 s");
+    assert_eq!(digit, Some('5'));
+    let stats = endpoint.close().await;
+    assert_eq!(stats.inbound.dtmf_events, 1, "{:?}", stats.inbound);
+    assert!(audio.dtmf.try_pop().is_none(), "one press, reported once");
+}

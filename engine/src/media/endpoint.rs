@@ -20,6 +20,30 @@
 //! Nothing on the steady-state path allocates: the receive buffer, codec state and
 //! packet buffers are allocated when the endpoint starts, frames are fixed-size values
 //! moved through preallocated rings, and the statistics snapshot is a plain `Copy` value.
+//!
+//! ```no_run
+//! use voxline_engine::codecs::{PayloadFormat, PayloadRegistry, SampleRate};
+//! use voxline_engine::media::{MediaConfig, RtpEndpoint};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // What the SDP negotiated: Opus on payload type 111 (PCMU 0 and PCMA 8 are built in).
+//! let mut registry = PayloadRegistry::new();
+//! registry.insert(111, PayloadFormat::Opus { pcm_rate: SampleRate::Hz48000 })?;
+//! let config = MediaConfig::new(registry, 111); // remote: None = learn it (symmetric RTP)
+//! let (endpoint, audio) = RtpEndpoint::bind("0.0.0.0:40000".parse()?, config).await?;
+//! // Caller frames arrive at 16 kHz, one per 20 ms; echo them back as the agent's audio.
+//! while let Some(frame) = audio.received.recv().await {
+//!     audio.send.push(frame);
+//!     if endpoint.stats().ticks > 500 {
+//!         break;
+//!     }
+//! }
+//! let stats = endpoint.close().await;
+//! println!("{:?} lost, jitter {:?}", stats.receiver.map(|r| r.cumulative_lost),
+//!     stats.receiver.map(|r| r.jitter));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io;
 use std::net::SocketAddr;
