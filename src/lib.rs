@@ -2,7 +2,8 @@
 //!
 //! The facade a telephony host uses: build a [`Voxline`] from the environment, hand it
 //! an assistant (the platform's JSON) and the call's media transport, and get back the
-//! call task to spawn, its control handle and its ordered event stream.
+//! call task to spawn, its control handle and its ordered event stream. [`RtpEndpoint`] is
+//! the bare media endpoint (jitter buffer, codecs, pacing) for hosts that bring their own logic.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,7 +40,11 @@ pub use voxline_engine::driver::{CallControl, CallOutcome, CallTask, DriverOptio
 pub use voxline_providers::factory::{BuiltProviders, FactoryError, Standins};
 
 use voxline_engine::driver::new_call;
-use voxline_engine::media::{MediaConfig, MediaError, PacketTransport, RtpPort};
+pub use voxline_engine::media::{
+    EndpointAudio, EndpointError, EndpointOptions, EndpointStats, MediaConfig, ReceiverReport,
+    RtpEndpoint,
+};
+use voxline_engine::media::{MediaError, PacketTransport, RtpPort};
 use voxline_providers::net::endpoint::{Env, ProcessEnv};
 
 /// Why a call could not be prepared.

@@ -44,7 +44,11 @@ pub enum MediaInput {
 /// The RTP endpoint implements this over UDP (or an in-memory packet transport in tests).
 pub trait MediaPort: Send + 'static {
     /// Waits for input from the network and takes it in (jitter buffer insert).
-    fn recv(&mut self, now: Duration) -> impl Future<Output = io::Result<MediaInput>> + Send + '_;
+    ///
+    /// Each datagram's arrival time is read from the clock when it arrives, as time since
+    /// `epoch` (the origin of the `now` values the other methods get), so jitter statistics
+    /// and the jitter buffer's delay estimate see real arrival times, not the time the wait began.
+    fn recv(&mut self, epoch: Instant) -> impl Future<Output = io::Result<MediaInput>> + Send + '_;
     /// The caller's frame for this 20 ms tick at `caller_rate()`, if the stream has one
     /// (decoded, concealed or recovered); `false` during silence or before the stream starts.
     fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool;
@@ -562,7 +566,7 @@ impl<P: MediaPort> CallTask<P> {
                         call.fail(now, format!("media send failed: {e}"));
                     }
                 }
-                input = port.recv(elapsed()), if transport_open => {
+                input = port.recv(start), if transport_open => {
                     let now = elapsed();
                     match input {
                         Ok(MediaInput::Received) => {}

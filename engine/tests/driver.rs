@@ -24,7 +24,7 @@ struct PcmPort {
 impl MediaPort for PcmPort {
     fn recv(
         &mut self,
-        _now: Duration,
+        _epoch: tokio::time::Instant,
     ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
         std::future::pending()
     }

@@ -144,6 +144,17 @@ impl InboundMedia {
         self.source.as_ref().map(|s| s.stats())
     }
 
+    /// The SSRC the inbound stream is locked to, once a packet was accepted.
+    pub fn remote_ssrc(&self) -> Option<u32> {
+        self.source.as_ref().and_then(|s| s.ssrc())
+    }
+
+    /// The locked SSRC and its RFC 3550 report block as of `now` (same timeline as
+    /// `on_datagram`); starts a new interval for the fraction lost. `None` before any packet.
+    pub fn report_block(&mut self, now: Duration) -> Option<(u32, voxline_codecs::ReportBlock)> {
+        self.source.as_mut().and_then(|s| s.report_block(now))
+    }
+
     /// Sets up decoder, jitter buffer and source tracker for audio payload type `pt`.
     fn prepare(&mut self, pt: u8) -> Result<(), MediaError> {
         let Some(format) = self.registry.get(pt) else {

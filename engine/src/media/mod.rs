@@ -2,9 +2,11 @@
 //! resample, and agent frames → resample → encode → RTP out, plus the `MediaPort`
 //! that runs them over a packet transport (UDP, or memory in tests).
 //!
-//! Everything here is sans-IO except `port.rs`; buffers are allocated when a call
-//! starts (or when a stream changes format), never per packet.
+//! Everything here is sans-IO except `port.rs` and `endpoint.rs` (the standalone tokio
+//! RTP endpoint); buffers are allocated when a call starts (or when a stream changes
+//! format), never per packet.
 
+pub mod endpoint;
 pub mod inbound;
 pub mod outbound;
 pub mod port;
@@ -14,6 +16,9 @@ use std::time::Duration;
 
 use voxline_codecs::{OpusConfig, PacketDuration, PayloadRegistry, SampleRate};
 
+pub use endpoint::{
+    EndpointAudio, EndpointError, EndpointOptions, EndpointStats, ReceiverReport, RtpEndpoint,
+};
 pub use inbound::{InboundCounters, InboundMedia, PacketVerdict};
 pub use outbound::{OutboundCounters, OutboundMedia};
 pub use port::{MemoryTransport, PacketTransport, RtpPort};

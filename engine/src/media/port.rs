@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use voxline_codecs::{AudioFrame, SampleRate};
 
 use super::{InboundMedia, MediaConfig, MediaError, OutboundMedia, PacketVerdict};
@@ -150,6 +151,11 @@ impl<T: PacketTransport> RtpPort<T> {
         &self.inbound
     }
 
+    /// Mutable inbound side, for periodic work outside `recv` (receiver reports, DTMF timeouts).
+    pub fn inbound_mut(&mut self) -> &mut InboundMedia {
+        &mut self.inbound
+    }
+
     /// The outbound side (counters).
     pub fn outbound(&self) -> &OutboundMedia {
         &self.outbound
@@ -157,22 +163,22 @@ impl<T: PacketTransport> RtpPort<T> {
 }
 
 impl<T: PacketTransport> MediaPort for RtpPort<T> {
-    async fn recv(&mut self, now: Duration) -> io::Result<MediaInput> {
-        {
-            loop {
-                let (n, from) = match self.transport.recv_from(&mut self.recv_buf[..]).await {
-                    Ok(r) => r,
-                    // The transport's far end is gone: the caller hung up.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
-                        return Ok(MediaInput::Closed)
-                    }
-                    Err(e) => return Err(e),
-                };
-                match self.inbound.on_datagram(now, from, &self.recv_buf[..n]) {
-                    PacketVerdict::Dtmf(d) => return Ok(MediaInput::Dtmf(d)),
-                    PacketVerdict::Audio => return Ok(MediaInput::Received),
-                    _ => continue,
+    async fn recv(&mut self, epoch: Instant) -> io::Result<MediaInput> {
+        loop {
+            let (n, from) = match self.transport.recv_from(&mut self.recv_buf[..]).await {
+                Ok(r) => r,
+                // The transport's far end is gone: the caller hung up.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                    return Ok(MediaInput::Closed)
                 }
+                Err(e) => return Err(e),
+            };
+            // Stamp the arrival now that the datagram is here (not when the wait began).
+            let now = Instant::now().saturating_duration_since(epoch);
+            match self.inbound.on_datagram(now, from, &self.recv_buf[..n]) {
+                PacketVerdict::Dtmf(d) => return Ok(MediaInput::Dtmf(d)),
+                PacketVerdict::Audio => return Ok(MediaInput::Received),
+                _ => continue,
             }
         }
     }

@@ -508,3 +508,118 @@ impl crate::provider::RealtimeProvider for ScriptedRealtime {
         })
     }
 }
+
+/// Level of each 20 ms frame of `samples` (mono PCM16 at `rate_hz`) in dBFS, floored at
+/// [`ENVELOPE_FLOOR_DBFS`]; a trailing partial frame is ignored. The energy envelope of
+/// speech survives codecs, resampling and delay, so it is what round-trip checks compare.
+///
+/// The floor makes digital silence and a codec's noise floor (both far below speech) the
+/// same value, so comparisons measure the speech, not how quiet the pauses are.
+pub fn level_envelope(samples: &[i16], rate_hz: u32) -> Vec<f32> {
+    let floor = f64::from(ENVELOPE_FLOOR_DBFS);
+    let frame = (rate_hz / 50).max(1) as usize;
+    samples
+        .chunks_exact(frame)
+        .map(|c| {
+            let power =
+                c.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / c.len() as f64;
+            let db = 10.0 * (power / (32768.0 * 32768.0)).max(1e-12).log10();
+            db.max(floor) as f32
+        })
+        .collect()
+}
+
+/// Frames quieter than this count as silence in [`level_envelope`] (speech frames sit around
+/// -40 to -15 dBFS; a phone line's noise floor and codec noise well below -60).
+pub const ENVELOPE_FLOOR_DBFS: f32 = -60.0;
+
+/// How well a test signal's envelope follows a reference envelope.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EnvelopeMatch {
+    /// Pearson correlation of the two envelopes at the best lag (1 = identical shape).
+    pub correlation: f64,
+    /// Frames by which the test signal lags the reference at the best alignment.
+    pub lag_frames: isize,
+    /// Frames the envelopes overlapped at that lag.
+    pub overlap_frames: usize,
+}
+
+/// Finds the lag within `±max_lag_frames` at which `test` best follows `reference`
+/// (`test[i + lag]` against `reference[i]`), over an overlap of at least half the reference.
+/// `None` when no lag leaves enough overlap or an envelope is flat.
+pub fn match_envelopes(
+    reference: &[f32],
+    test: &[f32],
+    max_lag_frames: usize,
+) -> Option<EnvelopeMatch> {
+    let min_overlap = (reference.len() / 2).max(2);
+    let max_lag = max_lag_frames as isize;
+    let mut best: Option<EnvelopeMatch> = None;
+    for lag in -max_lag..=max_lag {
+        let pairs: Vec<(f64, f64)> = reference
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &r)| {
+                let j = i as isize + lag;
+                (j >= 0)
+                    .then(|| test.get(j as usize))
+                    .flatten()
+                    .map(|&t| (f64::from(r), f64::from(t)))
+            })
+            .collect();
+        if pairs.len() < min_overlap {
+            continue;
+        }
+        let Some(correlation) = pearson(&pairs) else {
+            continue;
+        };
+        if best.is_none_or(|b| correlation > b.correlation) {
+            best = Some(EnvelopeMatch {
+                correlation,
+                lag_frames: lag,
+                overlap_frames: pairs.len(),
+            });
+        }
+    }
+    best
+}
+
+/// Pearson correlation of paired values; `None` when either side is constant.
+fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
+    let n = pairs.len() as f64;
+    let (sa, sb) = pairs
+        .iter()
+        .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
+    let (ma, mb) = (sa / n, sb / n);
+    let (mut cov, mut va, mut vb) = (0.0, 0.0, 0.0);
+    for &(x, y) in pairs {
+        cov += (x - ma) * (y - mb);
+        va += (x - ma) * (x - ma);
+        vb += (y - mb) * (y - mb);
+    }
+    // A variance at rounding-error level means a flat envelope.
+    (va > 1e-9 && vb > 1e-9).then(|| cov / (va.sqrt() * vb.sqrt()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_match_finds_the_delay_of_a_copy() {
+        let mut signal = vec![0i16; 16_000];
+        voiced_signal(SampleRate::Hz16000, 0, &mut signal[4000..12_000]);
+        let mut delayed = vec![0i16; 960];
+        delayed.extend_from_slice(&signal);
+        let a = level_envelope(&signal, 16_000);
+        let b = level_envelope(&delayed, 16_000);
+        assert_eq!(a.len(), 50);
+        let m = match_envelopes(&a, &b, 10).expect("overlap");
+        assert_eq!(m.lag_frames, 3);
+        assert!(m.correlation > 0.999, "{m:?}");
+        assert!(
+            match_envelopes(&a, &[ENVELOPE_FLOOR_DBFS; 50], 10).is_none(),
+            "flat test envelope"
+        );
+    }
+}

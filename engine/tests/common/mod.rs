@@ -51,7 +51,7 @@ impl PcmPort {
 impl MediaPort for PcmPort {
     fn recv(
         &mut self,
-        _now: Duration,
+        _epoch: tokio::time::Instant,
     ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
         std::future::pending()
     }
