@@ -444,3 +444,33 @@ async fn realtime_pipeline_barge_in_truncates_the_item() {
         "history holds what was heard"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn caller_with_silence_suppression_still_ends_its_turn() {
+    // The caller's phone sends nothing between talk-spurts: the engine must hear the pause.
+    let call = run_rtp_call(
+        pcmu_config(),
+        CallSettings::default(),
+        pipeline(
+            ScriptedStt::new(["Do you take new patients"]),
+            ScriptedLlm::always("Yes, we do."),
+        ),
+        CallerScript {
+            speech: vec![(ms(1000), ms(2500))],
+            until: ms(8000),
+            silence_suppression: true,
+            ..Default::default()
+        },
+        collect,
+    )
+    .await;
+    assert!(call
+        .events
+        .iter()
+        .any(|e| matches!(e, CallEvent::CallerSpeechStopped)));
+    assert!(
+        spoken(&call.events).iter().any(|s| s == "Yes, we do."),
+        "{:?}",
+        spoken(&call.events)
+    );
+}

@@ -14,6 +14,10 @@ use voxline_codecs::{
 
 use super::{MediaConfig, MediaError};
 
+/// Ticks with nothing buffered that are waited out (packets may be late) before the stream
+/// counts as paused and silent frames are produced.
+pub const UNDERRUN_GRACE_TICKS: u32 = 5;
+
 /// What happened to one received datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PacketVerdict {
@@ -78,6 +82,8 @@ pub struct InboundMedia {
     dtmf: Option<(u8, DtmfReceiver)>,
     decoded: AudioFrame,
     counters: InboundCounters,
+    /// Consecutive ticks with nothing buffered while the stream is playing.
+    underrun_ticks: u32,
 }
 
 impl InboundMedia {
@@ -105,6 +111,7 @@ impl InboundMedia {
             dtmf,
             decoded: AudioFrame::silent(config.caller_rate),
             counters: InboundCounters::default(),
+            underrun_ticks: 0,
         };
         // Prepare for the format we expect so the first packet allocates nothing.
         if let Some(
@@ -297,8 +304,12 @@ impl InboundMedia {
         Some(ev.digit)
     }
 
-    /// The caller's frame for the tick at `now`, at the caller rate; `false` when the stream
-    /// is silent, paused or not started (no packet is due). Never allocates.
+    /// The caller's frame for the tick at `now`, at the caller rate. Returns `false` before
+    /// the stream starts and for the first [`UNDERRUN_GRACE_TICKS`] ticks with nothing
+    /// buffered (packets may just be late). A talk-spurt gap the sender signalled (timestamps
+    /// jump: DTX, silence suppression) and a longer pause give a silent frame marked
+    /// `Generated`, so VAD hears the caller stop; lost packets give concealed frames.
+    /// Never allocates.
     pub fn next_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
         let (Some(jitter), Some((_, decoder))) = (self.jitter.as_mut(), self.decoder.as_mut())
         else {
@@ -350,12 +361,26 @@ impl InboundMedia {
                         }
                     }
                 }
-                Playout::Buffering | Playout::Silence | Playout::Underrun => return false,
+                Playout::Buffering => return false,
+                Playout::Silence => {
+                    self.underrun_ticks = 0;
+                    out.reset(self.caller_rate, FrameOrigin::Generated);
+                    return true;
+                }
+                Playout::Underrun => {
+                    self.underrun_ticks = self.underrun_ticks.saturating_add(1);
+                    if self.underrun_ticks <= UNDERRUN_GRACE_TICKS {
+                        return false;
+                    }
+                    out.reset(self.caller_rate, FrameOrigin::Generated);
+                    return true;
+                }
             }
         }
         let Some(frame) = decoder.next_frame() else {
             return false;
         };
+        self.underrun_ticks = 0;
         match frame.origin() {
             FrameOrigin::Concealed => self.counters.frames_concealed += 1,
             FrameOrigin::Recovered => self.counters.frames_recovered += 1,

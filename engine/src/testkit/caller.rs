@@ -34,6 +34,9 @@ pub struct CallerScript {
     pub until: Duration,
     /// The voice used in speech windows.
     pub voice: CallerVoice,
+    /// Send nothing outside speech windows (silence suppression, as many trunks and
+    /// phones do); the timestamps still advance and each talk-spurt starts with the marker.
+    pub silence_suppression: bool,
 }
 
 /// What the simulated caller observed.
@@ -72,6 +75,9 @@ pub fn spawn_caller<T: PacketTransport>(
 ) -> Result<tokio::task::JoinHandle<T>, CallerError> {
     // The caller hears only the agent's address.
     config.remote = Some(remote);
+    if script.silence_suppression {
+        config.send_silence = false;
+    }
     let rate = match config.registry.get(config.send_payload_type) {
         Some(PayloadFormat::Opus { pcm_rate }) => pcm_rate,
         Some(PayloadFormat::L16 { rate }) => rate,
@@ -178,6 +184,12 @@ pub fn spawn_caller<T: PacketTransport>(
             }
             frame.reset(rate, FrameOrigin::Received);
             let speaking = script.speech.iter().any(|&(a, b)| now >= a && now < b);
+            if !speaking && script.silence_suppression {
+                let _ = out.next_packet(None);
+                in_window = false;
+                sample += rate.frame_samples();
+                continue;
+            }
             if speaking && !in_window {
                 clip_pos = 0;
             }
