@@ -82,6 +82,12 @@ pub struct PreparedCall<T: PacketTransport> {
     pub settings: CallSettings,
 }
 
+/// The offline providers this build has (espeak-ng voice, PocketSphinx recogniser, the
+/// scripted agent), as stand-ins for hosted providers that have no key.
+pub fn offline_standins() -> Standins {
+    Standins::default()
+}
+
 impl Voxline {
     /// Keys and base URLs from the process environment.
     pub fn from_env() -> Self {
