@@ -93,6 +93,9 @@ pub struct DriverOptions {
     pub stt_ring_frames: usize,
     /// Answer at once instead of waiting for `CallHandle::answer`.
     pub auto_answer: bool,
+    /// Answer only to turn the caller away (the host's assistant-request was rejected):
+    /// speak this message, then hang up with `EndReason::Rejected`.
+    pub reject_with: Option<String>,
     /// Limit on platform control commands ([`CallControl::control`]); `None` accepts any number.
     /// Runs on the call's clock, so it follows tokio's paused time in tests.
     pub control_rate_limit: Option<RateLimiter>,
@@ -104,6 +107,7 @@ impl Default for DriverOptions {
             vad: VadConfig::default(),
             stt_ring_frames: 250,
             auto_answer: true,
+            reject_with: None,
             control_rate_limit: Some(RateLimiter::default()),
         }
     }
@@ -513,8 +517,12 @@ impl<P: MediaPort> CallTask<P> {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut next_tick_due = start;
         let mut answered = false;
+        let answer = |call: &mut Call, now: Duration| match &options.reject_with {
+            Some(message) => call.start_rejected(now, message),
+            None => call.start(now),
+        };
         if options.auto_answer {
-            call.start(elapsed());
+            answer(&mut call, elapsed());
             answered = true;
         }
         let mut end_reason = None;
@@ -620,7 +628,7 @@ impl<P: MediaPort> CallTask<P> {
                         HostMsg::Answer => {
                             if !answered {
                                 answered = true;
-                                call.start(now);
+                                answer(&mut call, now);
                             }
                         }
                         HostMsg::Command(c, reply) => {

@@ -474,3 +474,250 @@ async fn caller_with_silence_suppression_still_ends_its_turn() {
         spoken(&call.events)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn min_words_rule_keeps_the_agent_talking_over_a_backchannel() {
+    let mut settings = CallSettings {
+        first_message: Some(
+            "Our clinic offers cleanings, whitening, fillings, crowns, bridges, braces and implants, and we are open every weekday."
+                .into(),
+        ),
+        ..Default::default()
+    };
+    settings.turn.interruption_min_words = 3;
+    // A long "mm hmm" over the greeting: voiced for 800 ms, but only two words.
+    let call = run_rtp_call(
+        opus_config(),
+        settings,
+        pipeline(
+            ScriptedStt::new(["mm hmm"]),
+            ScriptedLlm::always("Anything else?"),
+        ),
+        CallerScript {
+            speech: vec![(ms(1500), ms(2300))],
+            until: ms(12_000),
+            ..Default::default()
+        },
+        collect,
+    )
+    .await;
+    assert!(!call
+        .events
+        .iter()
+        .any(|e| matches!(e, CallEvent::AgentInterrupted { .. })));
+    assert!(call
+        .events
+        .iter()
+        .any(|e| matches!(e, CallEvent::AgentResumed { .. })));
+    assert!(
+        call.outcome.history[0].content.ends_with("every weekday."),
+        "greeting completed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn endpointing_min_delay_is_honoured_over_rtp() {
+    let mut settings = CallSettings::default();
+    settings.turn.endpointing_min_delay = Duration::from_millis(1200);
+    let call = run_rtp_call(
+        pcmu_config(),
+        settings,
+        pipeline(
+            ScriptedStt::new(["When are you open"]),
+            ScriptedLlm::always("Nine to five."),
+        ),
+        CallerScript {
+            speech: vec![(ms(1000), ms(2500))],
+            until: ms(9000),
+            ..Default::default()
+        },
+        collect,
+    )
+    .await;
+    let latency = call
+        .events
+        .iter()
+        .find_map(|e| match e {
+            CallEvent::Latency { latency, .. } => Some(latency.clone()),
+            _ => None,
+        })
+        .expect("a turn");
+    // The wait after the caller stopped covers the STT final (500 ms gap + 150 ms) and the
+    // 1.2 s minimum after it; never more than the 2 s maximum.
+    assert!(latency.endpointing_ms >= 1200, "{latency:?}");
+    assert!(latency.endpointing_ms <= 2020, "{latency:?}");
+    assert!(spoken(&call.events).iter().any(|s| s == "Nine to five."));
+}
+
+fn with_tool(settings: &mut CallSettings, name: &str, kind: ToolKind) {
+    settings.tools.push(CallTool {
+        spec: ToolSpec {
+            name: name.into(),
+            description: name.into(),
+            parameters: json!({"type": "object"}),
+        },
+        kind,
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn async_tool_end_call_and_transfer_over_rtp() {
+    // Async tool: the host is told, the model carries on without waiting.
+    let mut settings = CallSettings::default();
+    with_tool(
+        &mut settings,
+        "send_sms",
+        ToolKind::Function {
+            is_async: true,
+            message: None,
+            timeout: Duration::from_secs(10),
+        },
+    );
+    let llm = ScriptedLlm::new(|req| {
+        if req.messages.iter().any(|m| m.role == Role::Tool) {
+            vec![ScriptedReply::Text("I've sent you a text.".into())]
+        } else {
+            vec![ScriptedReply::Tool {
+                name: "send_sms".into(),
+                arguments: "{}".into(),
+            }]
+        }
+    });
+    let call = run_rtp_call(
+        opus_config(),
+        settings,
+        pipeline(ScriptedStt::new(["Text me the address"]), llm),
+        CallerScript {
+            speech: vec![(ms(1000), ms(2500))],
+            until: ms(8000),
+            ..Default::default()
+        },
+        collect, // never answers the tool
+    )
+    .await;
+    assert!(call
+        .events
+        .iter()
+        .any(|e| matches!(e, CallEvent::ToolCall { is_async: true, .. })));
+    assert!(spoken(&call.events)
+        .iter()
+        .any(|s| s == "I've sent you a text."));
+
+    // end_call: the goodbye is spoken, then the agent hangs up.
+    let mut settings = CallSettings {
+        end_call_message: Some("Goodbye!".into()),
+        ..Default::default()
+    };
+    with_tool(&mut settings, "end_call", ToolKind::EndCall);
+    let llm = ScriptedLlm::new(|_| {
+        vec![ScriptedReply::Tool {
+            name: "end_call".into(),
+            arguments: "{}".into(),
+        }]
+    });
+    let call = run_rtp_call(
+        pcmu_config(),
+        settings,
+        pipeline(ScriptedStt::new(["That's all, thanks"]), llm),
+        CallerScript {
+            speech: vec![(ms(1000), ms(2500))],
+            until: ms(10_000),
+            ..Default::default()
+        },
+        collect,
+    )
+    .await;
+    assert_eq!(call.outcome.end_reason, EndReason::AssistantEnded);
+    assert!(spoken(&call.events).iter().any(|s| s == "Goodbye!"));
+
+    // transfer_call: announced, then handed to the host's SIP layer.
+    let mut settings = CallSettings::default();
+    with_tool(
+        &mut settings,
+        "transfer_call",
+        ToolKind::Transfer {
+            destinations: vec![voxline_engine::call::TransferDestination {
+                number: "+31201234567".into(),
+                description: "front desk".into(),
+                message: Some("Connecting you to the front desk.".into()),
+            }],
+        },
+    );
+    let llm = ScriptedLlm::new(|_| {
+        vec![ScriptedReply::Tool {
+            name: "transfer_call".into(),
+            arguments: r#"{"destination":"+31201234567"}"#.into(),
+        }]
+    });
+    let call = run_rtp_call(
+        opus_config(),
+        settings,
+        pipeline(ScriptedStt::new(["Can I talk to a person"]), llm),
+        CallerScript {
+            speech: vec![(ms(1000), ms(2500))],
+            until: ms(10_000),
+            ..Default::default()
+        },
+        collect,
+    )
+    .await;
+    assert_eq!(call.outcome.end_reason, EndReason::Transferred);
+    assert!(call.events.iter().any(
+        |e| matches!(e, CallEvent::Transfer { destination } if destination == "+31201234567")
+    ));
+    assert!(spoken(&call.events)
+        .iter()
+        .any(|s| s == "Connecting you to the front desk."));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_assistant_request_over_rtp() {
+    use voxline_engine::config::{resolve_assistant, Resolution};
+    use voxline_engine::driver::DriverOptions;
+    let Resolution::Reject { message } = resolve_assistant(
+        r#"{"error": "Sorry, this number is not in service."}"#,
+        None,
+        |_| None,
+    )
+    .unwrap() else {
+        panic!("a rejection");
+    };
+    let options = DriverOptions {
+        reject_with: Some(message),
+        ..Default::default()
+    };
+    let call = run_rtp_call_with(
+        pcmu_config(),
+        CallSettings::default(),
+        pipeline(ScriptedStt::new(["hello"]), ScriptedLlm::always("Hi.")),
+        CallerScript {
+            speech: vec![(ms(500), ms(1500))],
+            until: ms(8000),
+            ..Default::default()
+        },
+        options,
+        collect,
+    )
+    .await;
+    assert_eq!(call.outcome.end_reason, EndReason::Rejected);
+    assert_eq!(
+        spoken(&call.events),
+        vec!["Sorry, this number is not in service."]
+    );
+    assert!(
+        !call
+            .events
+            .iter()
+            .any(|e| matches!(e, CallEvent::Transcript { .. })),
+        "nothing heard"
+    );
+    let heard = call
+        .log
+        .lock()
+        .unwrap()
+        .agent_packets
+        .iter()
+        .filter(|(_, a)| *a)
+        .count();
+    assert!(heard > 20, "the caller heard the message");
+}

@@ -65,10 +65,34 @@ where
     F: FnOnce(CallControl, voxline_engine::driver::EventStream) -> Fut,
     Fut: std::future::Future<Output = Vec<CallEvent>> + Send + 'static,
 {
+    run_rtp_call_with(
+        config,
+        settings,
+        providers,
+        script,
+        DriverOptions::default(),
+        host,
+    )
+    .await
+}
+
+/// Like [`run_rtp_call`], with driver options.
+pub async fn run_rtp_call_with<F, Fut>(
+    config: MediaConfig,
+    settings: CallSettings,
+    providers: ProviderSet,
+    script: CallerScript,
+    options: DriverOptions,
+    host: F,
+) -> RtpCall
+where
+    F: FnOnce(CallControl, voxline_engine::driver::EventStream) -> Fut,
+    Fut: std::future::Future<Output = Vec<CallEvent>> + Send + 'static,
+{
     let (engine_end, caller_end) =
         MemoryTransport::pair(addr("10.0.0.2:5000"), addr("10.0.0.1:4000"));
     let port = RtpPort::new(engine_end, &config).unwrap();
-    let (task, control, events) = new_call(settings, providers, port, DriverOptions::default());
+    let (task, control, events) = new_call(settings, providers, port, options);
     let log = Arc::new(Mutex::new(CallerLog::default()));
     let until = script.until;
     let caller = spawn_caller(
