@@ -7,9 +7,14 @@
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use voxline_providers::engine::codecs::SampleRate;
-use voxline_providers::engine::provider::{SpokenSpan, TtsEvent, TtsInput, TtsParams, TtsProvider};
+use voxline_providers::engine::codecs::{AudioFrame, Resampler, SampleRate};
+use voxline_providers::engine::provider::{
+    SpokenSpan, SttControl, SttEvent, SttIo, SttProvider, SttSessionParams, Transcript, TtsEvent,
+    TtsInput, TtsParams, TtsProvider,
+};
+use voxline_providers::engine::ring::ring;
 use voxline_providers::offline::espeak::{EspeakConfig, EspeakTts, OUTPUT_RATE};
+use voxline_providers::offline::pocketsphinx::{PocketSphinxConfig, PocketSphinxStt};
 
 // ---------------------------------------------------------------------------------------------
 // espeak
@@ -175,4 +180,235 @@ async fn dropped_synthesis_does_not_block_the_next() {
         waited < Duration::from_secs(5),
         "the next utterance waited {waited:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// pocketsphinx
+
+/// Speech synthesised by espeak, at `rate`, with silence around it.
+async fn caller_speech(text: &str, rate: SampleRate) -> Vec<AudioFrame> {
+    let spoken = speak(&EspeakTts::default(), &[text]).await;
+    let mut resampler = Resampler::new(SampleRate::Hz24000, rate).expect("resampler");
+    let n = SampleRate::Hz24000.frame_samples();
+    let mut frames = vec![AudioFrame::silent(rate); 25];
+    for chunk in spoken.samples.chunks(n) {
+        let mut block = chunk.to_vec();
+        block.resize(n, 0);
+        let frame = AudioFrame::from_samples(SampleRate::Hz24000, &block).expect("frame");
+        frames.push(resampler.process(&frame).expect("resample"));
+    }
+    frames.extend(std::iter::repeat_n(AudioFrame::silent(rate), 75));
+    frames
+}
+
+struct Heard {
+    events: Vec<SttEvent>,
+}
+
+impl Heard {
+    fn finals(&self) -> Vec<&Transcript> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                SttEvent::Transcript(t) if t.is_final => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn partials(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, SttEvent::Transcript(t) if !t.is_final))
+            .count()
+    }
+}
+
+/// Runs one session over `frames`; sends `Finalize` after them when `finalize`, then closes
+/// once a final arrived.
+async fn recognise(
+    stt: &PocketSphinxStt,
+    frames: Vec<AudioFrame>,
+    rate: SampleRate,
+    finalize: bool,
+) -> Heard {
+    let (producer, consumer) = ring::<AudioFrame>(frames.len() + 16);
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    for f in frames {
+        assert!(producer.push(f));
+    }
+    let session = tokio::spawn(stt.run(
+        SttSessionParams { sample_rate: rate },
+        SttIo {
+            audio: consumer,
+            control: ctl_rx,
+            events: ev_tx,
+        },
+    ));
+    if finalize {
+        // Let the decoder consume the audio first.
+        while !producer.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ctl_tx.send(SttControl::Finalize).expect("finalize");
+    }
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
+            Ok(Some(e)) => {
+                let is_final = matches!(&e, SttEvent::Transcript(t) if t.is_final);
+                events.push(e);
+                if is_final {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(_) => panic!("no final transcript within 60 s; events: {events:?}"),
+        }
+    }
+    ctl_tx.send(SttControl::Close).expect("close");
+    drop(producer);
+    session
+        .await
+        .expect("session task")
+        .expect("session ended cleanly");
+    while let Ok(e) = ev_rx.try_recv() {
+        events.push(e);
+    }
+    Heard { events }
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(|w| w.to_lowercase()).collect()
+}
+
+#[tokio::test]
+async fn pocketsphinx_recognises_espeak_speech() {
+    let stt = PocketSphinxStt::default();
+    let sentence = "I would like to book an appointment";
+    let frames = caller_speech(sentence, SampleRate::Hz16000).await;
+    let heard = recognise(&stt, frames, SampleRate::Hz16000, false).await;
+
+    assert!(
+        matches!(heard.events.first(), Some(SttEvent::Ready)),
+        "{:?}",
+        heard.events
+    );
+    assert!(heard
+        .events
+        .iter()
+        .any(|e| matches!(e, SttEvent::SpeechStarted)));
+    let finals = heard.finals();
+    let last = finals.last().expect("a final transcript");
+    println!("pocketsphinx heard (16 kHz): {:?}", last.text);
+    assert!(heard.partials() >= 1, "partial hypotheses while speaking");
+    assert!(last.speech_final && !last.from_finalize, "{last:?}");
+    let got = words(&last.text);
+    let expected = words(sentence);
+    let matched = expected.iter().filter(|w| got.contains(w)).count();
+    println!("word recall: {matched}/{}", expected.len());
+    assert!(
+        got.iter().any(|w| w == "book" || w == "appointment"),
+        "key words in {:?}",
+        last.text
+    );
+    // Word timings lie on the speech: 0.5 s of silence, then about 2.2 s of speech.
+    assert!(!last.words.is_empty());
+    for pair in last.words.windows(2) {
+        assert!(pair[0].start < pair[1].start, "{pair:?}");
+    }
+    for w in &last.words {
+        assert!(w.start < w.end, "{w:?}");
+        assert!(w.start >= Duration::from_millis(300), "{w:?}");
+        assert!(w.end <= Duration::from_millis(3200), "{w:?}");
+    }
+    assert!(heard
+        .events
+        .iter()
+        .any(|e| matches!(e, SttEvent::UtteranceEnd)));
+}
+
+#[tokio::test]
+async fn pocketsphinx_finalize_and_8khz_telephone_audio() {
+    let stt = PocketSphinxStt::new(PocketSphinxConfig::default());
+    let mut frames = caller_speech("I would like to book an appointment", SampleRate::Hz8000).await;
+    // Cut the trailing silence: the engine, not the recogniser, decides the turn ended.
+    frames.truncate(frames.len() - 70);
+    let heard = recognise(&stt, frames, SampleRate::Hz8000, true).await;
+    let finals = heard.finals();
+    let last = finals.last().expect("a final transcript");
+    println!("pocketsphinx heard (8 kHz, finalized): {:?}", last.text);
+    assert!(last.is_final);
+    assert!(
+        heard.finals().iter().any(|t| !t.text.is_empty()),
+        "something was recognised: {:?}",
+        heard.events
+    );
+}
+
+/// Word error rate of espeak speech through PocketSphinx over a set of phone-call sentences,
+/// all in one session (the first utterance meets a cold decoder, like a real call). A
+/// measurement, not a check: `cargo test -p voxline-providers --test offline -- --ignored
+/// --nocapture pocketsphinx_accuracy_report`.
+#[tokio::test]
+#[ignore = "measurement (about half a minute); run explicitly"]
+async fn pocketsphinx_accuracy_report() {
+    const SENTENCES: &[&str] = &[
+        "I would like to book an appointment",
+        "Can I come in on Tuesday at ten o'clock",
+        "What are your opening hours",
+        "My name is John Smith",
+        "Thank you very much goodbye",
+        "I need to speak to a person please",
+        "Do you have anything available next week",
+        "How much does a cleaning cost",
+        "Where is your office located",
+        "Yes that works for me",
+    ];
+    for rate in [SampleRate::Hz16000, SampleRate::Hz8000] {
+        let stt = PocketSphinxStt::default();
+        let (mut errors, mut total) = (0, 0);
+        for sentence in SENTENCES {
+            let frames = caller_speech(sentence, rate).await;
+            let heard = recognise(&stt, frames, rate, false).await;
+            let text = heard
+                .finals()
+                .last()
+                .map(|t| t.text.clone())
+                .unwrap_or_default();
+            let (reference, hypothesis) = (words(sentence), words(&text));
+            let e = edit_distance(&reference, &hypothesis);
+            println!(
+                "{} Hz  {:>2}/{}  {:?} -> {:?}",
+                rate.hz(),
+                e,
+                reference.len(),
+                sentence,
+                text
+            );
+            errors += e;
+            total += reference.len();
+        }
+        println!(
+            "{} Hz word error rate: {:.0}% ({errors}/{total})",
+            rate.hz(),
+            100.0 * errors as f64 / total as f64
+        );
+    }
+}
+
+fn edit_distance(a: &[String], b: &[String]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, y) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(x != y)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`espeak::EspeakTts`] (`espeak`, cargo feature `espeak`): libespeak-ng speech, streamed
 //!   sentence by sentence at 24 kHz with word timings.
+//! - [`pocketsphinx::PocketSphinxStt`] (`pocketsphinx`, cargo feature `pocketsphinx`):
+//!   PocketSphinx with its US English model, streaming partials and finals.
 //!
 //! None of them touches the network. The native libraries and the speech model come from
 //! Debian packages that `scripts/setup.sh` installs: `libespeak-ng-dev`, `libpocketsphinx-dev`,
@@ -11,10 +13,12 @@
 //! # Choosing providers
 //!
 //! The facade decides per stage: the assistant's own network provider when its credentials are
-//! present, otherwise the offline one ([`tts_for`]).
+//! present, otherwise the offline one ([`stt_for`], [`tts_for`]).
 
 #[cfg(feature = "espeak")]
 pub mod espeak;
+#[cfg(feature = "pocketsphinx")]
+pub mod pocketsphinx;
 #[cfg(feature = "espeak")]
 mod resample;
 
@@ -26,4 +30,11 @@ pub fn tts_for(assistant: &Assistant) -> espeak::EspeakTts {
     espeak::EspeakTts::new(espeak::EspeakConfig::from_tts_config(
         assistant.tts_config.as_ref(),
     ))
+}
+
+/// The offline STT: PocketSphinx with Debian's US English model (the only one packaged, so the
+/// assistant's STT language is not consulted).
+#[cfg(feature = "pocketsphinx")]
+pub fn stt_for(_assistant: &Assistant) -> pocketsphinx::PocketSphinxStt {
+    pocketsphinx::PocketSphinxStt::default()
 }
