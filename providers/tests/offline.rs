@@ -6,15 +6,20 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use voxline_providers::engine::codecs::{AudioFrame, Resampler, SampleRate};
 use voxline_providers::engine::provider::{
-    SpokenSpan, SttControl, SttEvent, SttIo, SttProvider, SttSessionParams, Transcript, TtsEvent,
-    TtsInput, TtsParams, TtsProvider,
+    ChatMessage, LlmEvent, LlmProvider, LlmRequest, Role, SpokenSpan, SttControl, SttEvent, SttIo,
+    SttProvider, SttSessionParams, ToolCallRequest, ToolSpec, Transcript, TtsEvent, TtsInput,
+    TtsParams, TtsProvider,
 };
 use voxline_providers::engine::ring::ring;
 use voxline_providers::offline::espeak::{EspeakConfig, EspeakTts, OUTPUT_RATE};
 use voxline_providers::offline::pocketsphinx::{PocketSphinxConfig, PocketSphinxStt};
+use voxline_providers::offline::scripted_llm::{
+    ScriptedAgent, ScriptedAgentConfig, FALLBACK_REPLY,
+};
 
 // ---------------------------------------------------------------------------------------------
 // espeak
@@ -411,4 +416,232 @@ fn edit_distance(a: &[String], b: &[String]) -> usize {
         }
     }
     row[b.len()]
+}
+
+// ---------------------------------------------------------------------------------------------
+// scripted agent
+
+const SYSTEM_PROMPT: &str = "You are the friendly receptionist of Bright Smile Dental. \
+    Keep answers short. We are open Monday to Friday from 8 a.m. to 6 p.m. and closed at \
+    weekends. Our address is 12 Harbour Street, Leeds, with free parking behind the building. \
+    A check-up costs 45 pounds and a cleaning costs 60 pounds. We offer check-ups, cleanings, \
+    fillings and whitening. Always confirm the day and time before booking.";
+
+fn tools() -> Vec<ToolSpec> {
+    vec![
+        ToolSpec {
+            name: "book_appointment".to_owned(),
+            description: "Book a dental appointment for the caller.".to_owned(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "day": {"type": "string", "description": "Day of the appointment"},
+                    "time": {"type": "string", "description": "Time, HH:MM"},
+                    "name": {"type": "string", "description": "Caller's full name"}
+                },
+                "required": ["day", "time"]
+            }),
+        },
+        ToolSpec {
+            name: "end_call".to_owned(),
+            description: "End the phone call.".to_owned(),
+            parameters: json!({"type": "object", "properties": {}}),
+        },
+        ToolSpec {
+            name: "transfer_call".to_owned(),
+            description: "Transfer the call to a person.".to_owned(),
+            parameters: json!({
+                "type": "object",
+                "properties": {"destination": {"type": "string", "enum": ["+441130000000"]}},
+                "required": ["destination"]
+            }),
+        },
+    ]
+}
+
+fn request(turns: &[ChatMessage]) -> LlmRequest {
+    let mut messages = vec![ChatMessage::text(Role::System, SYSTEM_PROMPT)];
+    messages.extend(turns.iter().cloned());
+    LlmRequest {
+        messages,
+        tools: tools(),
+        temperature: None,
+        max_tokens: None,
+    }
+}
+
+fn user(text: &str) -> ChatMessage {
+    ChatMessage::text(Role::User, text)
+}
+
+fn agent(text: &str) -> ChatMessage {
+    ChatMessage::text(Role::Assistant, text)
+}
+
+struct Answer {
+    text: String,
+    calls: Vec<ToolCallRequest>,
+    events: Vec<LlmEvent>,
+}
+
+impl Answer {
+    fn args(&self, name: &str) -> Value {
+        let call = self
+            .calls
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no {name} call in {:?} / {:?}", self.text, self.calls));
+        serde_json::from_str(&call.arguments).expect("arguments are JSON")
+    }
+}
+
+async fn ask(turns: &[ChatMessage]) -> Answer {
+    let llm = ScriptedAgent::new(ScriptedAgentConfig {
+        first_token_latency: Duration::ZERO,
+        token_interval: Duration::ZERO,
+    });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    llm.stream(request(turns), tx).await.expect("stream");
+    let mut answer = Answer {
+        text: String::new(),
+        calls: Vec::new(),
+        events: Vec::new(),
+    };
+    while let Ok(e) = rx.try_recv() {
+        match &e {
+            LlmEvent::TextDelta(t) => answer.text.push_str(t),
+            LlmEvent::ToolCall(c) => answer.calls.push(c.clone()),
+            _ => {}
+        }
+        answer.events.push(e);
+    }
+    answer
+}
+
+#[tokio::test]
+async fn scripted_books_with_extracted_day_and_time() {
+    let a = ask(&[user(
+        "Hi, I'd like to book an appointment on Tuesday at ten o'clock please.",
+    )])
+    .await;
+    assert_eq!(
+        a.args("book_appointment"),
+        json!({"day": "Tuesday", "time": "10:00"})
+    );
+    // The stream is shaped like a model's.
+    assert_eq!(a.events.first(), Some(&LlmEvent::FirstByte));
+    assert_eq!(a.events.last(), Some(&LlmEvent::Done));
+    assert!(a.events.iter().any(
+        |e| matches!(e, LlmEvent::Usage(u) if u.prompt_tokens > 50 && u.completion_tokens > 0)
+    ));
+    let deltas = a
+        .events
+        .iter()
+        .filter(|e| matches!(e, LlmEvent::TextDelta(_)))
+        .count();
+    assert!(deltas > 3, "streamed word by word");
+}
+
+#[tokio::test]
+async fn scripted_asks_for_missing_arguments_then_books() {
+    let first = ask(&[user("I need to book an appointment.")]).await;
+    assert!(first.calls.is_empty(), "{:?}", first.calls);
+    assert!(first.text.contains("What day and time"), "{}", first.text);
+
+    let second = ask(&[
+        user("I need to book an appointment."),
+        agent(&first.text),
+        user("Thursday at half past two in the afternoon. My name is Jane Doe."),
+    ])
+    .await;
+    assert_eq!(
+        second.args("book_appointment"),
+        json!({"day": "Thursday", "time": "14:30", "name": "Jane Doe"})
+    );
+}
+
+#[tokio::test]
+async fn scripted_confirms_a_tool_result() {
+    let call = ToolCallRequest {
+        id: "call_scripted_1".to_owned(),
+        name: "book_appointment".to_owned(),
+        arguments: r#"{"day":"Tuesday","time":"10:00"}"#.to_owned(),
+    };
+    let mut asked = agent("One moment while I take care of that.");
+    asked.tool_calls.push(call);
+    let result = ChatMessage {
+        role: Role::Tool,
+        content:
+            r#"{"confirmed":true,"message":"Your appointment is booked for Tuesday at 10:00"}"#
+                .to_owned(),
+        tool_calls: Vec::new(),
+        tool_call_id: Some("call_scripted_1".to_owned()),
+    };
+    let a = ask(&[user("Book me in on Tuesday at 10:00"), asked, result]).await;
+    assert!(a.calls.is_empty());
+    assert!(
+        a.text
+            .starts_with("Your appointment is booked for Tuesday at 10:00."),
+        "{}",
+        a.text
+    );
+}
+
+#[tokio::test]
+async fn scripted_answers_hours_and_prices_from_the_prompt() {
+    let hours = ask(&[user("What are your opening hours?")]).await;
+    assert!(
+        hours
+            .text
+            .contains("Monday to Friday from 8 a.m. to 6 p.m."),
+        "{}",
+        hours.text
+    );
+    assert!(
+        !hours.text.contains("receptionist"),
+        "instructions are not read out: {}",
+        hours.text
+    );
+    assert!(hours.calls.is_empty());
+
+    let price = ask(&[user("How much does a cleaning cost?")]).await;
+    assert!(price.text.contains("60 pounds"), "{}", price.text);
+
+    let place = ask(&[user("Where are you located?")]).await;
+    assert!(place.text.contains("12 Harbour Street"), "{}", place.text);
+}
+
+#[tokio::test]
+async fn scripted_goodbye_ends_the_call() {
+    let a = ask(&[user("That's all, thank you. Goodbye!")]).await;
+    assert!(a.text.contains("Goodbye"), "{}", a.text);
+    assert_eq!(a.args("end_call"), json!({}));
+
+    // "No" to "anything else?" is a goodbye too.
+    let b = ask(&[
+        user("What are your hours?"),
+        agent("We are open Monday to Friday. Is there anything else I can help you with?"),
+        user("No, that's it."),
+    ])
+    .await;
+    assert!(b.calls.iter().any(|c| c.name == "end_call"), "{:?}", b.text);
+}
+
+#[tokio::test]
+async fn scripted_transfers_to_a_human() {
+    let a = ask(&[user("Can I speak to a real person please?")]).await;
+    assert_eq!(
+        a.args("transfer_call"),
+        json!({"destination": "+441130000000"})
+    );
+}
+
+#[tokio::test]
+async fn scripted_falls_back_when_nothing_matches() {
+    let a = ask(&[user("Purple elephants sing quietly.")]).await;
+    assert_eq!(a.text, FALLBACK_REPLY);
+    assert!(a.calls.is_empty());
+
+    let greeting = ask(&[user("Hello there")]).await;
+    assert!(greeting.text.starts_with("Hello!"), "{}", greeting.text);
 }
