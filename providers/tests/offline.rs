@@ -16,7 +16,7 @@ use voxline_providers::engine::provider::{
 };
 use voxline_providers::engine::ring::ring;
 use voxline_providers::offline::espeak::{EspeakConfig, EspeakTts, OUTPUT_RATE};
-use voxline_providers::offline::pocketsphinx::{PocketSphinxConfig, PocketSphinxStt};
+use voxline_providers::offline::pocketsphinx::{PocketSphinxConfig, PocketSphinxStt, SearchModel};
 use voxline_providers::offline::scripted_llm::{
     ScriptedAgent, ScriptedAgentConfig, FALLBACK_REPLY,
 };
@@ -351,6 +351,32 @@ async fn pocketsphinx_finalize_and_8khz_telephone_audio() {
         "something was recognised: {:?}",
         heard.events
     );
+}
+
+#[tokio::test]
+async fn pocketsphinx_with_a_phrase_grammar() {
+    let dir = std::env::temp_dir().join(format!("voxline-jsgf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let grammar = dir.join("booking.gram");
+    std::fs::write(
+        &grammar,
+        "#JSGF V1.0;\ngrammar booking;\npublic <request> = i would like to book an appointment \
+         | what are your opening hours | i need to speak to a person | goodbye;\n",
+    )
+    .expect("grammar file");
+    let stt = PocketSphinxStt::new(PocketSphinxConfig {
+        search: SearchModel::Jsgf(grammar),
+        ..PocketSphinxConfig::default()
+    });
+    let frames = caller_speech("What are your opening hours?", SampleRate::Hz16000).await;
+    let heard = recognise(&stt, frames, SampleRate::Hz16000, false).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let last = heard
+        .finals()
+        .last()
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
+    assert_eq!(last, "what are your opening hours");
 }
 
 /// Word error rate of espeak speech through PocketSphinx over a set of phone-call sentences,
