@@ -685,9 +685,9 @@ mod synth {
             let mut words: Vec<(usize, Duration)> = Vec::new();
             if !events.is_null() {
                 let mut event = events;
-                // SAFETY: espeak-ng passes an array of events terminated by an event of type
-                // LIST_TERMINATED; we read up to and including that one, never past it.
                 loop {
+                    // SAFETY: espeak-ng passes an array of events terminated by an event of type
+                    // LIST_TERMINATED; `event` points into it, at most at that terminator.
                     let e = unsafe { &*event };
                     if e.kind == EVENT_LIST_TERMINATED {
                         break;
