@@ -10,6 +10,11 @@ declare -A need=(
   [cmake]="cmd:cmake"
   [ffmpeg]="cmd:ffmpeg"
   [espeak-ng]="cmd:espeak-ng"
+  # Offline providers (voxline-providers features `espeak`, `pocketsphinx`).
+  [libespeak-ng-dev]="pc:espeak-ng"
+  [libpocketsphinx-dev]="pc:pocketsphinx"
+  [libsphinxbase-dev]="pc:sphinxbase"
+  [pocketsphinx-en-us]="file:/usr/share/pocketsphinx/model/en-us/en-us/mdef"
 )
 
 missing=()
@@ -18,6 +23,7 @@ for pkg in "${!need[@]}"; do
   case "$probe" in
     cmd:*) command -v "${probe#cmd:}" >/dev/null 2>&1 || missing+=("$pkg") ;;
     pc:*) { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "${probe#pc:}"; } || missing+=("$pkg") ;;
+    file:*) [ -e "${probe#file:}" ] || missing+=("$pkg") ;;
   esac
 done
 

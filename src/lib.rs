@@ -82,8 +82,10 @@ pub struct PreparedCall<T: PacketTransport> {
     pub settings: CallSettings,
 }
 
-/// The offline providers this build has (espeak-ng voice, PocketSphinx recogniser, the
-/// scripted agent), as stand-ins for hosted providers that have no key.
+/// No overrides: hosted providers without a key are replaced by the built-in offline ones
+/// (PocketSphinx for speech recognition, the scripted agent — or the OpenAI-compatible server
+/// at `OPENAI_BASE_URL` — for the model, espeak-ng for the voice), each with a notice.
+/// Pass other [`Standins`] to [`Voxline::with_standins`] to substitute your own.
 pub fn offline_standins() -> Standins {
     Standins::default()
 }

@@ -49,7 +49,8 @@ pub enum FactoryError {
     Missing(&'static str),
 }
 
-/// Offline stand-ins, supplied by whoever has them (the offline module, a host, a test).
+/// Stand-ins a host supplies for hosted providers that have no key; empty fields fall back
+/// to the built-in offline providers (PocketSphinx, the scripted agent, espeak-ng).
 #[derive(Clone, Default)]
 pub struct Standins {
     /// Speech recognition without a network.
@@ -142,11 +143,12 @@ pub fn build_providers(
     Ok(BuiltProviders { set, notices })
 }
 
+/// The stand-in for a hosted provider without a key: the host's, else the built-in offline one.
 fn standin<T: ?Sized>(
     stage: &'static str,
     what: &str,
     service: Service,
-    standin: &Option<Arc<T>>,
+    standin: Option<Arc<T>>,
     notices: &mut Vec<String>,
 ) -> Result<Arc<T>, FactoryError> {
     match standin {
@@ -155,9 +157,49 @@ fn standin<T: ?Sized>(
                 "{stage}: no {} set, so the offline {what} stands in for {}",
                 service.key_env, service.name
             ));
-            Ok(s.clone())
+            Ok(s)
         }
         None => Err(no_key(stage, service)),
+    }
+}
+
+/// The built-in offline recogniser (PocketSphinx), when this build has it.
+fn offline_stt(assistant: &Assistant, standins: &Standins) -> Option<Arc<dyn SttTrait>> {
+    if let Some(s) = &standins.stt {
+        return Some(s.clone());
+    }
+    #[cfg(feature = "pocketsphinx")]
+    {
+        Some(Arc::new(crate::offline::stt_for(assistant)))
+    }
+    #[cfg(not(feature = "pocketsphinx"))]
+    {
+        let _ = assistant;
+        None
+    }
+}
+
+/// The built-in offline voice (espeak-ng), when this build has it.
+fn offline_tts(assistant: &Assistant, standins: &Standins) -> Option<Arc<dyn TtsTrait>> {
+    if let Some(s) = &standins.tts {
+        return Some(s.clone());
+    }
+    #[cfg(feature = "espeak")]
+    {
+        Some(Arc::new(crate::offline::tts_for(assistant)))
+    }
+    #[cfg(not(feature = "espeak"))]
+    {
+        let _ = assistant;
+        None
+    }
+}
+
+/// The offline agent: the host's stand-in, else the built-in scripted agent.
+fn offline_llm(standins: &Standins) -> Arc<dyn LlmTrait> {
+    match &standins.llm {
+        Some(s) => s.clone(),
+        None => Arc::new(crate::offline::scripted_llm::ScriptedAgent::default()),
     }
 }
 
@@ -180,20 +222,22 @@ fn build_stt(
             if !has_key(Service::DEEPGRAM, env) {
                 return standin(
                     "stt_config",
-                    "recogniser",
+                    "recogniser (PocketSphinx)",
                     Service::DEEPGRAM,
-                    &standins.stt,
+                    offline_stt(assistant, standins),
                     notices,
                 );
             }
             let cfg = DeepgramConfig::from_stt_config(stt).map_err(wrap)?;
             Ok(Arc::new(DeepgramStt::with_env(cfg, env).map_err(wrap)?))
         }
-        SttProvider::Pocketsphinx => standins.stt.clone().ok_or(FactoryError::Unsupported {
-            stage: "stt_config",
-            provider: "pocketsphinx".into(),
-            hint: "this build has no offline recogniser",
-        }),
+        SttProvider::Pocketsphinx => {
+            offline_stt(assistant, standins).ok_or(FactoryError::Unsupported {
+                stage: "stt_config",
+                provider: "pocketsphinx".into(),
+                hint: "this build has no offline recogniser",
+            })
+        }
         other => Err(FactoryError::Unsupported {
             stage: "stt_config",
             provider: other.as_str().to_string(),
@@ -222,13 +266,7 @@ fn build_llm(
         LlmProvider::Xai => (OpenAiLlmConfig::xai(llm.model.clone()), Service::XAI),
         LlmProvider::Mistral => (OpenAiLlmConfig::mistral(llm.model.clone()), Service::MISTRAL),
         LlmProvider::Groq => (OpenAiLlmConfig::groq(llm.model.clone()), Service::GROQ),
-        LlmProvider::Scripted => {
-            return standins.llm.clone().ok_or(FactoryError::Unsupported {
-                stage: "llm_config",
-                provider: "scripted".into(),
-                hint: "this build has no offline model",
-            })
-        }
+        LlmProvider::Scripted => return Ok(offline_llm(standins)),
         other => {
             return Err(FactoryError::Unsupported {
                 stage: "llm_config",
@@ -257,7 +295,7 @@ fn build_llm(
             "llm_config",
             "scripted agent",
             service,
-            &standins.llm,
+            Some(offline_llm(standins)),
             notices,
         );
     }
@@ -283,9 +321,9 @@ fn build_tts(
             if !has_key(Service::ELEVENLABS, env) {
                 return standin(
                     "tts_config",
-                    "voice",
+                    "voice (espeak-ng)",
                     Service::ELEVENLABS,
-                    &standins.tts,
+                    offline_tts(assistant, standins),
                     notices,
                 );
             }
@@ -296,9 +334,9 @@ fn build_tts(
             if !has_key(Service::OPENAI, env) {
                 return standin(
                     "tts_config",
-                    "voice",
+                    "voice (espeak-ng)",
                     Service::OPENAI,
-                    &standins.tts,
+                    offline_tts(assistant, standins),
                     notices,
                 );
             }
@@ -310,7 +348,7 @@ fn build_tts(
             cfg.speed = tts.speed.map(|s| s as f32);
             Ok(Arc::new(OpenAiTts::with_env(cfg, env).map_err(wrap)?))
         }
-        TtsProvider::Espeak => standins.tts.clone().ok_or(FactoryError::Unsupported {
+        TtsProvider::Espeak => offline_tts(assistant, standins).ok_or(FactoryError::Unsupported {
             stage: "tts_config",
             provider: "espeak".into(),
             hint: "this build has no offline voice",

@@ -8,6 +8,7 @@ pub mod factory;
 #[cfg(feature = "fake-servers")]
 pub mod fake;
 pub mod net;
+pub mod offline;
 pub mod openai_llm;
 pub mod openai_tts;
 pub mod pcm;
