@@ -345,16 +345,31 @@ async fn elevenlabs_alignment_cuts_the_history_on_barge_in() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn xai_realtime_call_produces_a_correct_report() {
+/// A whole realtime call against the vendor's fake, with post-call analysis by a chat fake.
+async fn realtime_call(vendor: voxline::providers::realtime::Vendor) {
     use voxline::providers::fake::realtime::{
         FakeRealtimeScript, FakeRealtimeServer, FakeReply, FakeTurn,
     };
     use voxline::providers::openai_llm::{OpenAiLlm, OpenAiLlmConfig};
     use voxline::providers::realtime::Vendor;
 
-    let model = "grok-voice-think-fast-2.0";
-    let script = FakeRealtimeScript::new(Vendor::Xai, "xai-key", model).turn(FakeTurn::new(
+    let (model, provider, voice, key_var, url_var) = match vendor {
+        Vendor::Xai => (
+            "grok-voice-think-fast-2.0",
+            "xai_realtime",
+            "ara",
+            "XAI_API_KEY",
+            "XAI_BASE_URL",
+        ),
+        Vendor::OpenAi => (
+            "gpt-realtime",
+            "openai_realtime",
+            "marin",
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+        ),
+    };
+    let script = FakeRealtimeScript::new(vendor, "rt-key", model).turn(FakeTurn::new(
         600,
         "What are your opening hours",
         FakeReply::say("We are open from nine to five on weekdays.", 2500),
@@ -364,15 +379,15 @@ async fn xai_realtime_call_produces_a_correct_report() {
     openai.push_chat(ChatStream::text_reply(&[ANALYSIS_REPLY]));
     openai.push_chat(ChatStream::text_reply(&[ANALYSIS_REPLY]));
     let env: HashMap<String, String> = [
-        ("XAI_API_KEY", "xai-key".to_string()),
-        ("XAI_BASE_URL", server.base_url()),
+        (key_var, "rt-key".to_string()),
+        (url_var, server.base_url()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let assistant = Assistant::from_json(&format!(
         r#"{{
-        "llm_config": {{"provider": "xai_realtime", "model": "{model}", "voice": "ara",
+        "llm_config": {{"provider": "{provider}", "model": "{model}", "voice": "{voice}",
             "messages": [{{"role": "system", "content": "You answer questions for a dental clinic."}}],
             "turn_detection": {{"type": "server_vad"}}}},
         "tts_config": null,
@@ -474,4 +489,14 @@ async fn xai_realtime_call_produces_a_correct_report() {
         .filter(|(_, a)| *a)
         .count();
     assert!(heard > 50, "caller heard {heard} audible agent frames");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xai_realtime_call_produces_a_correct_report() {
+    realtime_call(voxline::providers::realtime::Vendor::Xai).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_realtime_call_produces_a_correct_report() {
+    realtime_call(voxline::providers::realtime::Vendor::OpenAi).await;
 }
