@@ -22,7 +22,7 @@ use super::transcript::Printer;
 pub const ANALYSIS_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a host does with the webhook bodies of a call (already written to the output folder).
-pub trait Host {
+pub trait Host: Send {
     /// One body: `status-update`, `tool-calls` or the `end-of-call-report`. Must not block:
     /// slow work (HTTP, a booking system) goes to a task, results back through `control`.
     fn on_webhook(&mut self, body: &WebhookBody, control: &CallControl);

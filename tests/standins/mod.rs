@@ -6,7 +6,11 @@
 //! recogniser hears utterances in the real caller audio (by energy) and returns the scripted
 //! text for each; the voice renders a speech-like signal, 60 ms per character.
 
+// Each test uses a part of this.
+#![allow(dead_code)]
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use voxline::engine::provider::{LlmRequest, Role};
 use voxline::engine::testkit::{ScriptedLlm, ScriptedReply, ScriptedStt, ScriptedTts};
@@ -69,11 +73,20 @@ pub fn dental_reply(request: &LlmRequest) -> Vec<ScriptedReply> {
     text("Sorry, could you say that again?")
 }
 
-/// Stand-ins for a dental booking call whose caller says `heard`, in order.
+/// Stand-ins for a dental booking call whose caller says `heard`, in order; the voice speaks
+/// 60 ms per character.
 pub fn dental_standins(heard: &[&str]) -> Standins {
+    dental_standins_at(heard, Duration::from_millis(60))
+}
+
+/// [`dental_standins`] with a voice that speaks `per_char` per character.
+pub fn dental_standins_at(heard: &[&str], per_char: Duration) -> Standins {
     Standins {
         stt: Some(Arc::new(ScriptedStt::new(heard.iter().copied()))),
         llm: Some(Arc::new(ScriptedLlm::new(dental_reply))),
-        tts: Some(Arc::new(ScriptedTts::default())),
+        tts: Some(Arc::new(ScriptedTts {
+            per_char,
+            ..ScriptedTts::default()
+        })),
     }
 }
