@@ -159,7 +159,7 @@ pub async fn run(args: &Args, standins: Standins) -> Result<SimOutcome, AppError
         });
     }
     let mut out = OutputDir::create(&args.out)?;
-    let mut printer = Printer::new(Instant::now(), false);
+    let printer = Printer::new(Instant::now(), false);
     let name = assistant
         .assistant
         .name
@@ -198,7 +198,7 @@ pub async fn run(args: &Args, standins: Standins) -> Result<SimOutcome, AppError
         |started| CallReporter::new(metadata, started).with_assistant(echoed),
         &options,
         &mut out,
-        &mut printer,
+        &printer,
         &mut host,
         |_| {},
     )

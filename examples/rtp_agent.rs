@@ -401,7 +401,7 @@ pub async fn run(
         Some(path) => EventLog::create(path)?,
         None => out.event_log()?,
     };
-    let mut printer = Printer::new(Instant::now(), log.is_stdout());
+    let printer = Printer::new(Instant::now(), log.is_stdout());
 
     let socket = UdpSocket::bind(args.listen)
         .await

@@ -3,8 +3,9 @@
 //! does:
 //!
 //! 1. the agent greets; 0.6 s after the greeting the caller speaks the first clip;
-//! 2. the caller speaks the second clip 1.5 s into the agent's answer (once no tool call is
-//!    waiting for its result), so the agent gets interrupted: a barge-in;
+//! 2. the caller speaks the second clip 1.5 s into the agent's answer (not a tool's hold
+//!    message, and once no tool call is waiting for its result), so the agent gets
+//!    interrupted: a barge-in;
 //! 3. the call then ends by itself (the agent's `end_call`), or the caller hangs up when the
 //!    agent has been quiet for [`QUIET_HANG_UP`], and at the latest after the call's time limit.
 
@@ -15,11 +16,12 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
+use voxline::engine::call::settings::ToolKind;
 use voxline::engine::call::{CallEvent, EventRecord};
 use voxline::engine::config::Assistant;
 use voxline::engine::platform::Timestamp;
 use voxline::engine::report::{CallReporter, FinishedRecording, PostCallAnalyzer, RecordingError};
-use voxline::{CallControl, CallDirection, CallOutcome, Voxline};
+use voxline::{CallControl, CallDirection, CallOutcome, CallSettings, Voxline};
 
 use super::caller::{opus_media, spawn_caller, CallerLog, Clip, Cue, Heard};
 use super::cli::AppError;
@@ -75,7 +77,7 @@ pub async fn run(
     reporter: impl FnOnce(Timestamp) -> CallReporter,
     options: &SimCallOptions,
     out: &mut OutputDir,
-    printer: &mut Printer,
+    printer: &Printer,
     host: &mut dyn Host,
     on_start: impl FnOnce(&CallControl),
 ) -> Result<SimOutcome, AppError> {
@@ -125,7 +127,10 @@ pub async fn run(
         Director {
             events: taps,
             heard,
-            state: State::default(),
+            state: State {
+                held_tools: held_tools(&call.settings),
+                ..State::default()
+            },
             deadline: epoch + options.max_call,
         },
         caller.cues(),
@@ -166,6 +171,12 @@ struct State {
     ended: bool,
     agent_speaking: bool,
     tools_waiting: usize,
+    /// Tools that speak a message while they run ("One moment while I check the calendar").
+    held_tools: Vec<String>,
+    /// Hold messages announced by tool calls and not yet started.
+    holds_due: usize,
+    /// The latest agent speech is a tool's hold message, not an answer.
+    speaking_hold: bool,
     last_agent_sound: Option<Instant>,
 }
 
@@ -190,18 +201,26 @@ impl Director {
         let s = &mut self.state;
         match &record.event {
             CallEvent::Status { status, .. } if status.is_terminal() => s.ended = true,
-            CallEvent::AgentSpeechStarted { .. } | CallEvent::AgentResumed { .. } => {
+            CallEvent::AgentSpeechStarted { .. } => {
                 s.agent_speaking = true;
+                s.speaking_hold = s.holds_due > 0;
+                s.holds_due = s.holds_due.saturating_sub(1);
             }
+            CallEvent::AgentResumed { .. } => s.agent_speaking = true,
             CallEvent::AgentSpeechStopped { .. }
             | CallEvent::AgentInterrupted { .. }
             | CallEvent::AgentPaused { .. } => {
                 s.agent_speaking = false;
                 s.last_agent_sound = Some(Instant::now());
             }
-            CallEvent::ToolCall {
-                is_async: false, ..
-            } => s.tools_waiting += 1,
+            CallEvent::ToolCall { name, is_async, .. } => {
+                if !is_async {
+                    s.tools_waiting += 1;
+                }
+                if s.held_tools.contains(name) {
+                    s.holds_due += 1;
+                }
+            }
             CallEvent::ToolResult { .. } => s.tools_waiting = s.tools_waiting.saturating_sub(1),
             _ => {}
         }
@@ -323,11 +342,14 @@ async fn direct(
         return over(&d).map_or((), &hang_up);
     }
 
-    // 2. The second clip, over the agent's answer once no tool call is waiting.
+    // 2. The second clip, over the agent's answer: not a tool's hold message, and no tool call
+    //    waiting for its result.
     if clips.len() > 1 {
         let answer = d
             .wait(far(), |r, s| {
-                matches!(r.event, CallEvent::AgentSpeechStarted { .. }) && s.tools_waiting == 0
+                matches!(r.event, CallEvent::AgentSpeechStarted { .. })
+                    && !s.speaking_hold
+                    && s.tools_waiting == 0
             })
             .await;
         if answer == Wait::CallOver {
@@ -373,6 +395,16 @@ async fn direct(
             Wait::TimedOut => return hang_up("the agent has nothing more to say"),
         }
     }
+}
+
+/// The tools that speak a message while they run.
+fn held_tools(settings: &CallSettings) -> Vec<String> {
+    settings
+        .tools
+        .iter()
+        .filter(|t| matches!(&t.kind, ToolKind::Function { message: Some(m), .. } if !m.trim().is_empty()))
+        .map(|t| t.spec.name.clone())
+        .collect()
 }
 
 fn far() -> Instant {

@@ -1,6 +1,7 @@
 //! The live transcript: one readable line per thing that happened in the call, stamped with
 //! call time, and the summary printed when it is over.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -8,22 +9,28 @@ use voxline::engine::call::{CallEvent, CallStatus, EventRecord, TurnLatency};
 use voxline::engine::provider::{Role, Stage};
 use voxline::engine::report::CallReport;
 
-/// Prints the transcript (to stdout, or stderr when stdout carries the event log).
+/// Prints the transcript (to stdout, or stderr when stdout carries the event log). Clones
+/// share the epoch notes are stamped from.
 #[derive(Clone, Debug)]
 pub struct Printer {
-    epoch: Instant,
+    epoch: Arc<Mutex<Instant>>,
     to_stderr: bool,
 }
 
 impl Printer {
-    /// A printer whose notes are stamped from `epoch` (when the call task started).
+    /// A printer whose notes are stamped from `epoch` until [`Printer::set_epoch`].
     pub fn new(epoch: Instant, to_stderr: bool) -> Self {
-        Printer { epoch, to_stderr }
+        Printer {
+            epoch: Arc::new(Mutex::new(epoch)),
+            to_stderr,
+        }
     }
 
-    /// Sets the call's start: notes are stamped from here on.
-    pub fn set_epoch(&mut self, epoch: Instant) {
-        self.epoch = epoch;
+    /// Sets the call's start (for this printer and its clones): notes are stamped from here.
+    pub fn set_epoch(&self, epoch: Instant) {
+        if let Ok(mut e) = self.epoch.lock() {
+            *e = epoch;
+        }
     }
 
     fn emit(&self, line: &str) {
@@ -41,7 +48,7 @@ impl Printer {
 
     /// A line from the host or the caller, stamped with the current call time.
     pub fn note(&self, who: &str, text: impl AsRef<str>) {
-        let at = self.epoch.elapsed();
+        let at = self.epoch.lock().map_or(Duration::ZERO, |e| e.elapsed());
         self.emit(&stamp(at, who, text.as_ref()));
     }
 
