@@ -40,13 +40,15 @@
 //! ```
 //!
 //! For example, with ffmpeg as the caller (it records the agent through an SDP file naming
-//! port 5006 and payload type 111 as `opus/48000/2`):
+//! port 5006 and payload type 111 as `opus/48000/2`, and sends a sentence followed by ten
+//! seconds of silence, as a phone keeps sending while its user listens):
 //!
 //! ```text
 //! cargo run --release --example rtp_agent -- --listen 127.0.0.1:5004 --remote 127.0.0.1:5006
 //! ffmpeg -protocol_whitelist file,udp,rtp -i agent.sdp -ar 16000 agent.wav
-//! ffmpeg -re -i assets/caller.wav -af apad=pad_dur=10 -c:a libopus -ar 48000 -ac 1 \
-//!     -payload_type 111 -f rtp rtp://127.0.0.1:5004
+//! ffmpeg -i assets/caller.wav -af apad=pad_dur=10 caller_then_silence.wav
+//! ffmpeg -re -i caller_then_silence.wav -c:a libopus -ar 48000 -ac 1 -payload_type 111 \
+//!     -f rtp rtp://127.0.0.1:5004
 //! ```
 //!
 //! Exit status: 0 after a call, 3 when no RTP arrived within `--max-seconds`, 2 for a bad
