@@ -41,7 +41,8 @@ pub fn call_id(prefix: &str) -> String {
     format!("{prefix}-{:016x}", h.finish())
 }
 
-/// The metadata the webhooks of an example call carry: a made-up platform number and caller.
+/// The metadata the webhooks of an example call carry: a made-up platform number and caller
+/// (none for a web call).
 pub fn call_metadata(
     id: String,
     direction: CallDirection,
@@ -56,14 +57,21 @@ pub fn call_metadata(
         AssistantPipeline::Realtime => Pipeline::Realtime,
         _ => Pipeline::Standard,
     };
-    CallMetadata::new(id, call_type)
-        .with_pipeline(pipeline)
-        .with_phone_number(PhoneNumberInfo {
-            id: Some(Some("pn-example-1".to_string())),
-            number: Some("+15550142000".to_string()),
-            name: Some("Bright Smile Dental main line".to_string()),
-        })
-        .with_customer("+15550100123")
+    let meta = CallMetadata::new(id, call_type).with_pipeline(pipeline);
+    if direction == CallDirection::Web {
+        // A web call has no phone numbers: the platform sends them as null.
+        return meta.with_phone_number(PhoneNumberInfo {
+            id: Some(None),
+            number: None,
+            name: None,
+        });
+    }
+    meta.with_phone_number(PhoneNumberInfo {
+        id: Some(Some("pn-example-1".to_string())),
+        number: Some("+15550142000".to_string()),
+        name: Some("Bright Smile Dental main line".to_string()),
+    })
+    .with_customer("+15550100123")
 }
 
 /// Wall time now, as webhooks stamp it.

@@ -177,7 +177,6 @@ struct State {
     holds_due: usize,
     /// The latest agent speech is a tool's hold message, not an answer.
     speaking_hold: bool,
-    last_agent_sound: Option<Instant>,
 }
 
 /// Follows the call's events for the director.
@@ -209,10 +208,7 @@ impl Director {
             CallEvent::AgentResumed { .. } => s.agent_speaking = true,
             CallEvent::AgentSpeechStopped { .. }
             | CallEvent::AgentInterrupted { .. }
-            | CallEvent::AgentPaused { .. } => {
-                s.agent_speaking = false;
-                s.last_agent_sound = Some(Instant::now());
-            }
+            | CallEvent::AgentPaused { .. } => s.agent_speaking = false,
             CallEvent::ToolCall { name, is_async, .. } => {
                 if !is_async {
                     s.tools_waiting += 1;
