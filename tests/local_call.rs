@@ -1,0 +1,157 @@
+//! The `local_call` example end to end: a whole simulated call on 127.0.0.1 with the dental
+//! assistant, checked through the files it writes.
+//!
+//! Providers: the engine testkit's scripted recogniser, model and voice (`tests/standins`),
+//! standing in for the offline providers until `voxline::offline_standins()` has them. The
+//! caller's audio is real (the repository's WAVs over RTP/Opus); what the recogniser returns
+//! for each utterance is scripted.
+
+#[allow(dead_code)]
+#[path = "../examples/local_call.rs"]
+mod local_call;
+mod standins;
+
+use std::path::Path;
+
+use serde_json::Value;
+use voxline::engine::call::EndReason;
+
+fn events(dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).expect("events.jsonl");
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect()
+}
+
+fn json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_call_books_gets_interrupted_and_ends() {
+    let dir = std::env::temp_dir().join(format!("voxline-local-call-{}", std::process::id()));
+    let args = local_call::Args {
+        out: dir.clone(),
+        ..local_call::Args::default()
+    };
+    // Scripted stand-ins (see the module docs), not the offline providers.
+    let standins = standins::dental_standins(&[standins::CALLER_REQUEST, standins::CALLER_THANKS]);
+    let done = local_call::run(&args, standins)
+        .await
+        .expect("the call runs to its end");
+
+    // The agent ended the call itself after the caller said thanks.
+    assert_eq!(done.outcome.end_reason, EndReason::AssistantEnded);
+    let report = &done.followed.report;
+    assert!(
+        (10..=40).contains(&report.report.duration_seconds),
+        "{} s",
+        report.report.duration_seconds
+    );
+
+    let events = events(&dir);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    let said = |role: &str, text: &str| {
+        events.iter().any(|e| {
+            e["type"] == "message" && e["role"] == role && e["content"].as_str() == Some(text)
+        })
+    };
+    assert!(said("user", standins::CALLER_REQUEST), "{kinds:?}");
+    assert!(said("user", standins::CALLER_THANKS), "{kinds:?}");
+    let tool_call = events
+        .iter()
+        .find(|e| e["type"] == "tool-call")
+        .expect("the model called the booking tool");
+    assert_eq!(tool_call["name"], "book_appointment");
+    assert_eq!(tool_call["arguments"]["day"], "Tuesday");
+    let tool_result = events
+        .iter()
+        .find(|e| e["type"] == "tool-result")
+        .expect("the host answered");
+    assert_eq!(tool_result["result"]["confirmed"], true);
+    // The caller talked over the confirmation: it was cut, and only what was heard counts.
+    let interrupted = events
+        .iter()
+        .find(|e| e["type"] == "agent-interrupted" && e["full"] == standins::CONFIRMATION)
+        .expect("the caller barged in on the confirmation");
+    let spoken = interrupted["spoken"].as_str().unwrap_or_default();
+    assert!(
+        !spoken.is_empty() && spoken.len() < standins::CONFIRMATION.len(),
+        "{spoken:?}"
+    );
+    assert!(kinds.contains(&"latency"), "{kinds:?}");
+    // Sequence numbers have no gaps.
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64);
+    }
+
+    // The webhook bodies.
+    let request = json(&dir.join("assistant-request.json"));
+    assert_eq!(request["message"]["type"], "assistant-request");
+    let first = json(&dir.join("status-update-1.json"));
+    assert_eq!(first["message"]["call"]["status"], "in-progress");
+    let last = json(&dir.join("status-update-2.json"));
+    assert_eq!(last["message"]["call"]["status"], "ended");
+    assert_eq!(last["message"]["end_reason"], "assistant_ended");
+    let tools = json(&dir.join("tool-calls-1.json"));
+    assert_eq!(
+        tools["message"]["tool_call_list"][0]["function"]["name"],
+        "book_appointment"
+    );
+    assert_eq!(
+        tools["message"]["assistant"]["name"], "Bright Smile Dental - front desk",
+        "the webhooks echo the assistant"
+    );
+    let eocr = json(&dir.join("end-of-call-report.json"));
+    let m = &eocr["message"];
+    assert_eq!(m["type"], "end-of-call-report");
+    assert_eq!(m["summary"], standins::SUMMARY);
+    assert_eq!(m["analysis"]["intent"], "book");
+    let messages = m["messages"].as_array().expect("messages");
+    assert_eq!(messages[0]["role"], "assistant", "the greeting comes first");
+    assert!(messages
+        .iter()
+        .any(|x| x["role"] == "user" && x["content"] == standins::CALLER_REQUEST));
+    assert!(
+        messages
+            .iter()
+            .any(|x| x["role"] == "assistant" && x["content"] == spoken),
+        "the report keeps what the caller heard of the interrupted answer"
+    );
+
+    // The recording: stereo, as long as the call, both sides audible.
+    let mut wav = hound::WavReader::open(dir.join("recording.wav")).expect("recording.wav");
+    let spec = wav.spec();
+    assert_eq!((spec.channels, spec.sample_rate), (2, 16_000));
+    let samples: Vec<i16> = wav.samples::<i16>().map(|s| s.expect("sample")).collect();
+    let seconds = samples.len() as f64 / 2.0 / 16_000.0;
+    assert!(
+        (seconds - report.report.duration_seconds as f64).abs() < 2.5,
+        "recording {seconds:.1} s, call {} s",
+        report.report.duration_seconds
+    );
+    let loud = |channel: usize| {
+        samples
+            .chunks_exact(2 * 320)
+            .filter(|frame| {
+                let power: f64 = frame
+                    .iter()
+                    .skip(channel)
+                    .step_by(2)
+                    .map(|&s| f64::from(s) * f64::from(s))
+                    .sum::<f64>()
+                    / 320.0;
+                10.0 * (power / (32768.0 * 32768.0)).max(1e-12).log10() > -40.0
+            })
+            .count()
+    };
+    let (caller_frames, agent_frames) = (loud(0), loud(1));
+    // The caller's clips are 5.8 s and 3.2 s; the agent says far more.
+    assert!(caller_frames > 200, "caller: {caller_frames} loud frames");
+    assert!(agent_frames > 300, "agent: {agent_frames} loud frames");
+    if std::env::var_os("VOXLINE_KEEP_TEST_OUTPUT").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
