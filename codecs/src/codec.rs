@@ -12,8 +12,9 @@ use crate::l16::{decode_l16, encode_l16, l16_sample_count, L16_BYTES_PER_SAMPLE}
 use crate::opus::{opus_packet_ticks, OpusConfig, OpusDecoder, OpusEncoder, MAX_OPUS_PACKET_MS};
 use crate::{AudioFrame, CodecError, FrameOrigin, PayloadFormat, SampleRate};
 
-/// Longest payload the PCM decoders accept, in milliseconds (the Opus limit too).
-const MAX_PCM_PACKET_MS: usize = MAX_OPUS_PACKET_MS as usize;
+/// Longest payload the PCM decoders accept, in milliseconds: twice the Opus limit, since
+/// G.711 senders use long packets (ffmpeg's default PCMU packet is 128 ms).
+const MAX_PCM_PACKET_MS: usize = 2 * MAX_OPUS_PACKET_MS as usize;
 
 /// Decoder queue: one maximal packet plus room for leftovers not yet pulled.
 const PCM_DECODER_QUEUE_MS: usize = MAX_PCM_PACKET_MS + 40;
@@ -201,7 +202,7 @@ impl PcmDecoder {
             return Err(CodecError::PayloadLength {
                 format: self.encoding.name(),
                 len: payload.len(),
-                reason: "longer than 120 ms",
+                reason: "longer than 240 ms",
             });
         }
         let out = self.queue.reserve(n)?;
@@ -771,9 +772,12 @@ mod tests {
             Err(CodecError::EmptyPayload { format: "PCMU" })
         ));
         assert!(matches!(
-            dec.decode(&[0; 1000]),
+            dec.decode(&[0; 2000]),
             Err(CodecError::PayloadLength { .. })
         ));
+        // ffmpeg's default PCMU packet: 128 ms, six whole frames and 8 ms carried over.
+        let mut long = FrameDecoder::new(PayloadFormat::Pcmu).unwrap();
+        assert_eq!(long.decode(&[0xFF; 1024]).unwrap(), 6);
         assert!(matches!(
             dec.conceal(2000),
             Err(CodecError::InvalidDuration { .. })

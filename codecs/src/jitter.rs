@@ -91,7 +91,7 @@ const LATE_RUN_RESYNC_US: i64 = 500_000;
 /// ... and at least this many of them (a burst after a network stall is not a jump).
 const LATE_RUN_MIN_PACKETS: u32 = 10;
 /// Longest packet the buffer believes in when deriving durations from timestamps (Opus maximum).
-const MAX_PACKET_MS: u64 = 120;
+const MAX_PACKET_MS: u64 = 240;
 /// Pops between two shortened frames while the delay is above target.
 const SHORTEN_SPACING: u32 = 10;
 /// Pops between two shortened frames while the delay is above `max_delay`.

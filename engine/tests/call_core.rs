@@ -1048,3 +1048,50 @@ fn rejected_assistant_request_speaks_the_error_then_hangs_up() {
     }
     assert_eq!(got, Some(EndReason::Rejected));
 }
+
+#[test]
+fn caller_talking_on_before_the_answer_retracts_and_extends_the_message() {
+    let mut h = Harness::new(settings());
+    h.caller_says("I need an appointment", ms(600));
+    h.advance(ms(420));
+    assert!(
+        h.actions
+            .iter()
+            .any(|a| matches!(a, Action::StartLlm { .. })),
+        "answer started"
+    );
+    // The caller goes on before any agent audio: the answer is dropped, the line comes back longer.
+    h.caller_says("for Tuesday", ms(500));
+    h.advance(ms(420));
+    let retracted = h.events.iter().any(|e| {
+        matches!(e, CallEvent::MessageRetracted { role: Role::User, content } if content == "I need an appointment")
+    });
+    assert!(retracted, "{:#?}", h.events);
+    let users: Vec<&str> = h
+        .call
+        .history()
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(users, vec!["I need an appointment for Tuesday"]);
+    // Replaying the events the way a report does leaves one caller line.
+    let mut lines: Vec<String> = Vec::new();
+    for e in &h.events {
+        match e {
+            CallEvent::Message {
+                role: Role::User,
+                content,
+            } => lines.push(content.clone()),
+            CallEvent::MessageRetracted {
+                role: Role::User,
+                content,
+            } => {
+                let i = lines.iter().rposition(|l| l == content).unwrap();
+                lines.remove(i);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(lines, vec!["I need an appointment for Tuesday"]);
+}

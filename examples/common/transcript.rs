@@ -99,6 +99,8 @@ pub fn line(record: &EventRecord) -> Option<String> {
             };
             ("call", text)
         }
+        // The caller went on talking: the line returns, extended, in a later message.
+        CallEvent::MessageRetracted { .. } => return None,
         CallEvent::Message { role, content } => match role {
             Role::User => ("caller", content.clone()),
             Role::Assistant => ("agent", content.clone()),

@@ -848,6 +848,11 @@ impl Call {
                 self.history.pop();
                 self.caller.finals =
                     join_chunks([text.as_str(), self.caller.finals.as_str()].into_iter());
+                // Readers drop the message: it comes back, extended, when the turn is committed.
+                self.emit(CallEvent::MessageRetracted {
+                    role: Role::User,
+                    content: text,
+                });
             }
         }
     }
@@ -1270,7 +1275,9 @@ impl Call {
     /// Called once per frame by the media clock; never allocates.
     pub fn pull_agent_frame(&mut self, now: Duration, out: &mut AudioFrame) -> Option<u64> {
         self.now = now;
-        let op = self.playout.pull(out)?;
+        // The earliest unfinished speech plays first; a later one waits even if its audio is here.
+        let head = *self.speech_order.front()?;
+        let op = self.playout.pull_from(head, out)?;
         let frame = Duration::from_millis(voxline_codecs::FRAME_MS as u64);
         self.usage.agent_audio_seconds += frame.as_secs_f64();
         let mut report = None;

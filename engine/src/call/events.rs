@@ -145,6 +145,14 @@ pub enum CallEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A message committed earlier was taken back out of the history (the caller kept
+    /// talking before the agent answered; the text returns as part of a longer message).
+    MessageRetracted {
+        /// Who said it.
+        role: Role,
+        /// The retracted text.
+        content: String,
+    },
     /// The caller started speaking (VAD).
     CallerSpeechStarted,
     /// The caller stopped speaking (VAD).

@@ -88,32 +88,41 @@ impl Playout {
     /// Fills `out` with the next 20 ms of one speech (zero-padded where it ends) and
     /// returns that speech's tag; `None`, leaving `out` untouched, when paused or empty.
     pub fn pull(&mut self, out: &mut AudioFrame) -> Option<u64> {
+        let tag = self.chunks.front()?.tag;
+        self.pull_from(tag, out)
+    }
+
+    /// Like [`pull`](Self::pull), but only from speech `tag`: speeches play in their own
+    /// order, whatever order their audio arrived in. `None` when `tag` has nothing queued.
+    pub fn pull_from(&mut self, tag: u64, out: &mut AudioFrame) -> Option<u64> {
         if self.paused || self.queued_samples == 0 {
             return None;
         }
-        let (rate, tag) = match self.chunks.front() {
-            Some(c) => (c.rate, c.tag),
-            None => return None,
-        };
+        let first = self.chunks.iter().position(|c| c.tag == tag)?;
+        let rate = self.chunks[first].rate;
         out.reset(rate, FrameOrigin::Generated);
         let want = rate.frame_samples();
         let mut filled = 0;
         let dst = out.samples_mut();
-        while filled < want {
-            let Some(front) = self.chunks.front_mut() else {
-                break;
-            };
-            if front.rate != rate || front.tag != tag {
+        let mut i = first;
+        while filled < want && i < self.chunks.len() {
+            let chunk = &mut self.chunks[i];
+            if chunk.tag != tag {
+                i += 1;
+                continue;
+            }
+            if chunk.rate != rate {
                 break;
             }
-            let avail = front.samples.len() - front.offset;
+            let avail = chunk.samples.len() - chunk.offset;
             let n = avail.min(want - filled);
-            dst[filled..filled + n].copy_from_slice(&front.samples[front.offset..front.offset + n]);
-            front.offset += n;
+            dst[filled..filled + n].copy_from_slice(&chunk.samples[chunk.offset..chunk.offset + n]);
+            chunk.offset += n;
             filled += n;
             self.queued_samples -= n;
-            if front.offset == front.samples.len() {
-                self.chunks.pop_front();
+            if chunk.offset == chunk.samples.len() {
+                // Dropping the drained chunk shifts the rest down; `i` now names the next one.
+                self.chunks.remove(i);
             }
         }
         Some(tag)
@@ -143,6 +152,26 @@ mod tests {
         );
         assert_eq!(p.pull(&mut f), Some(2));
         assert_eq!(p.pull(&mut f), None);
+    }
+
+    #[test]
+    fn speeches_play_in_their_own_order() {
+        let mut p = Playout::new();
+        p.push(1, SampleRate::Hz8000, vec![1; 100]);
+        p.push(2, SampleRate::Hz8000, vec![2; 160]);
+        p.push(1, SampleRate::Hz8000, vec![1; 160]);
+        let mut f = AudioFrame::silent(SampleRate::Hz8000);
+        assert_eq!(p.pull_from(1, &mut f), Some(1));
+        assert!(
+            f.samples().iter().all(|&s| s == 1),
+            "speech 2's audio is not mixed in"
+        );
+        assert_eq!(p.pull_from(1, &mut f), Some(1));
+        assert_eq!(f.samples()[99], 1);
+        assert_eq!(f.samples()[100], 0);
+        assert_eq!(p.pull_from(1, &mut f), None);
+        assert_eq!(p.pull_from(2, &mut f), Some(2));
+        assert!(p.is_empty());
     }
 
     #[test]

@@ -296,6 +296,18 @@ impl CallReporter {
                 }
                 None
             }
+            CallEvent::MessageRetracted { role, content } => {
+                if let Some(role) = platform_role(*role) {
+                    if let Some(i) = self
+                        .messages
+                        .iter()
+                        .rposition(|m| m.role == role && &m.content == content)
+                    {
+                        self.messages.remove(i);
+                    }
+                }
+                None
+            }
             CallEvent::VoicemailDetected { .. } => {
                 self.voicemail_from.get_or_insert(self.messages.len());
                 None
