@@ -325,8 +325,133 @@ pub struct MediaCounters {
     pub agent_frames: u64,
     /// Caller frames dropped because the STT ring was full.
     pub stt_frames_dropped: u64,
-    /// Ticks that ran more than 10 ms late.
+    /// Ticks whose frame went out more than [`LATE_TICK`] after the tick was due (deadline misses).
     pub late_ticks: u64,
+    /// How late each tick's frame went out, relative to when the tick was due.
+    pub lateness: LatenessHistogram,
+}
+
+/// A tick whose frame goes out later than this after its due time missed its deadline.
+pub const LATE_TICK: Duration = Duration::from_millis(10);
+
+/// Width of one [`LatenessHistogram`] bucket, in microseconds.
+pub const LATENESS_BUCKET_US: u64 = 100;
+
+/// Number of [`LatenessHistogram`] buckets: 0.1 ms wide up to 25.5 ms; the last one also holds
+/// everything later.
+pub const LATENESS_BUCKETS: usize = 256;
+
+/// Fixed-bucket histogram of the pacing lateness of a call's ticks: for each 20 ms tick, the
+/// time from when the tick was due to when its agent frame had been handed to the transport.
+///
+/// Recording is a division and an increment into a fixed array: no allocation on the media
+/// path. Quantiles are resolved to the bucket width ([`LATENESS_BUCKET_US`]); the maximum is
+/// exact.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LatenessHistogram {
+    counts: [u32; LATENESS_BUCKETS],
+    total: u64,
+    max_us: u64,
+}
+
+impl Default for LatenessHistogram {
+    fn default() -> Self {
+        LatenessHistogram {
+            counts: [0; LATENESS_BUCKETS],
+            total: 0,
+            max_us: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for LatenessHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatenessHistogram")
+            .field("total", &self.total)
+            .field("p50", &self.quantile(0.5))
+            .field("p99", &self.quantile(0.99))
+            .field("max", &self.max())
+            .finish()
+    }
+}
+
+impl serde::Serialize for LatenessHistogram {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // Trailing empty buckets carry no information.
+        let used = self
+            .counts
+            .iter()
+            .rposition(|&c| c > 0)
+            .map_or(0, |i| i + 1);
+        let mut s = serializer.serialize_struct("LatenessHistogram", 4)?;
+        s.serialize_field("bucket_us", &LATENESS_BUCKET_US)?;
+        s.serialize_field("total", &self.total)?;
+        s.serialize_field("max_us", &self.max_us)?;
+        s.serialize_field("counts", &self.counts[..used])?;
+        s.end()
+    }
+}
+
+impl LatenessHistogram {
+    /// Counts one tick that went out `late` after it was due.
+    pub fn record(&mut self, late: Duration) {
+        let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        let bucket = usize::try_from(us / LATENESS_BUCKET_US)
+            .unwrap_or(usize::MAX)
+            .min(LATENESS_BUCKETS - 1);
+        self.counts[bucket] = self.counts[bucket].saturating_add(1);
+        self.total += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    /// Adds another histogram's counts (e.g. to sum over calls).
+    pub fn merge(&mut self, other: &LatenessHistogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        self.total += other.total;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    /// Ticks recorded.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The latest tick seen (exact).
+    pub fn max(&self) -> Duration {
+        Duration::from_micros(self.max_us)
+    }
+
+    /// Ticks per bucket: bucket `i` holds lateness in `[i, i + 1) × LATENESS_BUCKET_US`, the
+    /// last bucket everything from its start on.
+    pub fn buckets(&self) -> &[u32; LATENESS_BUCKETS] {
+        &self.counts
+    }
+
+    /// The lateness at or below which a fraction `q` (0–1) of the ticks went out: the upper edge
+    /// of the bucket holding that rank, never above the exact maximum. Zero when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.total == 0 {
+            return Duration::ZERO;
+        }
+        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                if i == LATENESS_BUCKETS - 1 {
+                    // The overflow bucket has no upper edge.
+                    return self.max();
+                }
+                let upper = (i as u64 + 1) * LATENESS_BUCKET_US;
+                return Duration::from_micros(upper.min(self.max_us));
+            }
+        }
+        self.max()
+    }
 }
 
 /// What is left when a call task ends.
@@ -421,6 +546,12 @@ impl<P: MediaPort> CallTask<P> {
 
     /// Runs the call to its end.
     pub async fn run(self) -> CallOutcome {
+        self.run_with_port().await.0
+    }
+
+    /// Runs the call to its end and hands the media port back with the outcome, so the host
+    /// can read its statistics (RTP counters, loss, concealment) or reuse its transport.
+    pub async fn run_with_port(self) -> (CallOutcome, P) {
         let CallTask {
             mut call,
             mut port,
@@ -501,7 +632,6 @@ impl<P: MediaPort> CallTask<P> {
             HashMap::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(FRAME_MS as u64));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut next_tick_due = start;
         let mut answered = false;
         if options.auto_answer {
             call.start(elapsed());
@@ -514,14 +644,9 @@ impl<P: MediaPort> CallTask<P> {
         loop {
             tokio::select! {
                 biased;
-                _ = ticker.tick() => {
+                due = ticker.tick() => {
                     let now = elapsed();
                     counters.ticks += 1;
-                    let due = next_tick_due;
-                    next_tick_due += Duration::from_millis(FRAME_MS as u64);
-                    if Instant::now().saturating_duration_since(due) > Duration::from_millis(10) {
-                        counters.late_ticks += 1;
-                    }
                     // Inbound: one caller frame per tick through VAD to the core and to STT.
                     let have_caller = port.caller_frame(now, &mut caller_frame);
                     if have_caller {
@@ -554,6 +679,12 @@ impl<P: MediaPort> CallTask<P> {
                     }
                     if let Err(e) = port.send_agent_frame(now, agent) {
                         call.fail(now, format!("media send failed: {e}"));
+                    }
+                    // Pacing: how late this tick's frame left, against the tick's schedule.
+                    let late = Instant::now().saturating_duration_since(due);
+                    counters.lateness.record(late);
+                    if late > LATE_TICK {
+                        counters.late_ticks += 1;
                     }
                 }
                 input = port.recv(elapsed()), if transport_open => {
@@ -768,22 +899,24 @@ impl<P: MediaPort> CallTask<P> {
                 if let Some(rec) = recording.as_mut() {
                     rec.finish();
                 }
-                return CallOutcome {
+                let outcome = CallOutcome {
                     end_reason: reason,
                     history: call.history().to_vec(),
                     media: counters,
                 };
+                return (outcome, port);
             }
             if call.is_ended() && end_reason.is_none() && !transport_open && prx.is_empty() {
                 // Ended without a hang-up action (cannot happen by construction); end safely.
                 if let Some(rec) = recording.as_mut() {
                     rec.finish();
                 }
-                return CallOutcome {
+                let outcome = CallOutcome {
                     end_reason: EndReason::Error,
                     history: call.history().to_vec(),
                     media: counters,
                 };
+                return (outcome, port);
             }
         }
     }
@@ -794,6 +927,54 @@ fn assert_send<T: Send>(_: &T) {}
 
 #[allow(dead_code)]
 fn driver_future_is_send<P: MediaPort>(task: CallTask<P>) {
-    let fut = task.run();
+    let fut = task.run_with_port();
     assert_send(&fut);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn lateness_quantiles_resolve_to_the_bucket_and_cap_at_the_max() {
+        let mut h = LatenessHistogram::default();
+        assert_eq!(h.quantile(0.99), Duration::ZERO);
+        for _ in 0..98 {
+            h.record(us(250));
+        }
+        h.record(us(4_200));
+        h.record(us(12_345));
+        assert_eq!(h.count(), 100);
+        // 250 µs lands in [200, 300): reported as the bucket's upper edge.
+        assert_eq!(h.quantile(0.5), us(300));
+        assert_eq!(h.quantile(0.98), us(300));
+        assert_eq!(h.quantile(0.99), us(4_300));
+        assert_eq!(h.quantile(1.0), us(12_345));
+        assert_eq!(h.max(), us(12_345));
+    }
+
+    #[test]
+    fn lateness_overflow_bucket_and_merge() {
+        let mut a = LatenessHistogram::default();
+        a.record(Duration::from_secs(3));
+        assert_eq!(a.buckets()[LATENESS_BUCKETS - 1], 1);
+        assert_eq!(a.quantile(0.5), Duration::from_secs(3));
+        let mut b = LatenessHistogram::default();
+        b.record(us(50));
+        b.merge(&a);
+        assert_eq!(b.count(), 2);
+        assert_eq!(b.buckets()[0], 1);
+        assert_eq!(b.max(), Duration::from_secs(3));
+        let json = serde_json::to_value(b).expect("serializes");
+        assert_eq!(json["bucket_us"], 100);
+        assert_eq!(json["total"], 2);
+        assert_eq!(
+            json["counts"].as_array().map(|c| c.len()),
+            Some(LATENESS_BUCKETS)
+        );
+    }
 }

@@ -195,6 +195,9 @@ async fn slow_event_reader_loses_nothing_and_never_stalls_media() {
     // The media clock ran the whole time: one tick per 20 ms.
     assert!(outcome.media.ticks >= 749, "ticks {}", outcome.media.ticks);
     assert_eq!(outcome.media.late_ticks, 0);
+    // Every tick's pacing is in the lateness histogram; on virtual time none is late.
+    assert_eq!(outcome.media.lateness.count(), outcome.media.ticks);
+    assert_eq!(outcome.media.lateness.max(), Duration::ZERO);
     // One frame per tick, plus the final silence sent at hang-up.
     assert_eq!(agent.lock().unwrap().len() as u64, outcome.media.ticks + 1);
 }
