@@ -334,19 +334,38 @@ pub struct MediaCounters {
 /// A tick whose frame goes out later than this after its due time missed its deadline.
 pub const LATE_TICK: Duration = Duration::from_millis(10);
 
-/// Width of one [`LatenessHistogram`] bucket, in microseconds.
-pub const LATENESS_BUCKET_US: u64 = 100;
+/// Number of [`LatenessHistogram`] buckets: 0.1 ms wide below 20 ms, 1 ms wide to 100 ms,
+/// 10 ms wide to 1 s; the last one holds everything from 1 s on.
+pub const LATENESS_BUCKETS: usize = 371;
 
-/// Number of [`LatenessHistogram`] buckets: 0.1 ms wide up to 25.5 ms; the last one also holds
-/// everything later.
-pub const LATENESS_BUCKETS: usize = 256;
+/// Bucket of a lateness in microseconds (see [`LATENESS_BUCKETS`]).
+fn lateness_bucket(us: u64) -> usize {
+    let i = match us {
+        0..20_000 => us / 100,
+        20_000..100_000 => 200 + (us - 20_000) / 1_000,
+        100_000..1_000_000 => 280 + (us - 100_000) / 10_000,
+        _ => 370,
+    };
+    i as usize
+}
+
+/// Upper edge (exclusive) of bucket `i` in microseconds; `None` for the last, open bucket.
+fn lateness_bucket_end(i: usize) -> Option<u64> {
+    let i = i as u64;
+    match i {
+        0..200 => Some((i + 1) * 100),
+        200..280 => Some(20_000 + (i - 199) * 1_000),
+        280..370 => Some(100_000 + (i - 279) * 10_000),
+        _ => None,
+    }
+}
 
 /// Fixed-bucket histogram of the pacing lateness of a call's ticks: for each 20 ms tick, the
 /// time from when the tick was due to when its agent frame had been handed to the transport.
 ///
-/// Recording is a division and an increment into a fixed array: no allocation on the media
-/// path. Quantiles are resolved to the bucket width ([`LATENESS_BUCKET_US`]); the maximum is
-/// exact.
+/// Recording is a comparison, a division and an increment into a fixed array: no allocation on
+/// the media path. Buckets are 0.1 ms wide below 20 ms, 1 ms to 100 ms and 10 ms to 1 s;
+/// quantiles resolve to the bucket's upper edge, the maximum is exact.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct LatenessHistogram {
     counts: [u32; LATENESS_BUCKETS],
@@ -376,19 +395,21 @@ impl std::fmt::Debug for LatenessHistogram {
 }
 
 impl serde::Serialize for LatenessHistogram {
+    /// `{"total": n, "max_us": m, "buckets": [[upper_edge_us, count], …]}` with the non-empty
+    /// buckets only; the open last bucket's edge is `null`.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        // Trailing empty buckets carry no information.
-        let used = self
+        let buckets: Vec<(Option<u64>, u32)> = self
             .counts
             .iter()
-            .rposition(|&c| c > 0)
-            .map_or(0, |i| i + 1);
-        let mut s = serializer.serialize_struct("LatenessHistogram", 4)?;
-        s.serialize_field("bucket_us", &LATENESS_BUCKET_US)?;
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(i, &c)| (lateness_bucket_end(i), c))
+            .collect();
+        let mut s = serializer.serialize_struct("LatenessHistogram", 3)?;
         s.serialize_field("total", &self.total)?;
         s.serialize_field("max_us", &self.max_us)?;
-        s.serialize_field("counts", &self.counts[..used])?;
+        s.serialize_field("buckets", &buckets)?;
         s.end()
     }
 }
@@ -397,9 +418,7 @@ impl LatenessHistogram {
     /// Counts one tick that went out `late` after it was due.
     pub fn record(&mut self, late: Duration) {
         let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
-        let bucket = usize::try_from(us / LATENESS_BUCKET_US)
-            .unwrap_or(usize::MAX)
-            .min(LATENESS_BUCKETS - 1);
+        let bucket = lateness_bucket(us);
         self.counts[bucket] = self.counts[bucket].saturating_add(1);
         self.total += 1;
         self.max_us = self.max_us.max(us);
@@ -424,10 +443,14 @@ impl LatenessHistogram {
         Duration::from_micros(self.max_us)
     }
 
-    /// Ticks per bucket: bucket `i` holds lateness in `[i, i + 1) × LATENESS_BUCKET_US`, the
-    /// last bucket everything from its start on.
+    /// Ticks per bucket (see [`LatenessHistogram::bucket_end`] for the bucket edges).
     pub fn buckets(&self) -> &[u32; LATENESS_BUCKETS] {
         &self.counts
+    }
+
+    /// Upper edge (exclusive) of bucket `i`; `None` for the last bucket, which is open.
+    pub fn bucket_end(i: usize) -> Option<Duration> {
+        lateness_bucket_end(i).map(Duration::from_micros)
     }
 
     /// The lateness at or below which a fraction `q` (0–1) of the ticks went out: the upper edge
@@ -442,12 +465,10 @@ impl LatenessHistogram {
         for (i, &c) in self.counts.iter().enumerate() {
             seen += u64::from(c);
             if seen >= rank {
-                if i == LATENESS_BUCKETS - 1 {
-                    // The overflow bucket has no upper edge.
-                    return self.max();
-                }
-                let upper = (i as u64 + 1) * LATENESS_BUCKET_US;
-                return Duration::from_micros(upper.min(self.max_us));
+                return match lateness_bucket_end(i) {
+                    Some(end) => Duration::from_micros(end.min(self.max_us)),
+                    None => self.max(),
+                };
             }
         }
         self.max()
@@ -958,6 +979,30 @@ mod tests {
     }
 
     #[test]
+    fn lateness_buckets_widen_with_lateness() {
+        assert_eq!(lateness_bucket(0), 0);
+        assert_eq!(lateness_bucket(19_999), 199);
+        assert_eq!(lateness_bucket_end(199), Some(20_000));
+        assert_eq!(lateness_bucket(20_000), 200);
+        assert_eq!(lateness_bucket_end(200), Some(21_000));
+        assert_eq!(lateness_bucket(99_999), 279);
+        assert_eq!(lateness_bucket_end(279), Some(100_000));
+        assert_eq!(lateness_bucket(100_000), 280);
+        assert_eq!(lateness_bucket_end(280), Some(110_000));
+        assert_eq!(lateness_bucket(999_999), 369);
+        assert_eq!(lateness_bucket_end(369), Some(1_000_000));
+        assert_eq!(lateness_bucket(1_000_000), LATENESS_BUCKETS - 1);
+        assert_eq!(lateness_bucket(u64::MAX), LATENESS_BUCKETS - 1);
+        assert_eq!(lateness_bucket_end(LATENESS_BUCKETS - 1), None);
+        // Every bucket starts where the one before it ends.
+        for i in 1..LATENESS_BUCKETS {
+            let start = lateness_bucket_end(i - 1).expect("closed bucket");
+            assert_eq!(lateness_bucket(start), i);
+            assert_eq!(lateness_bucket(start - 1), i - 1);
+        }
+    }
+
+    #[test]
     fn lateness_overflow_bucket_and_merge() {
         let mut a = LatenessHistogram::default();
         a.record(Duration::from_secs(3));
@@ -965,16 +1010,17 @@ mod tests {
         assert_eq!(a.quantile(0.5), Duration::from_secs(3));
         let mut b = LatenessHistogram::default();
         b.record(us(50));
+        b.record(us(42_500));
         b.merge(&a);
-        assert_eq!(b.count(), 2);
+        assert_eq!(b.count(), 3);
         assert_eq!(b.buckets()[0], 1);
+        assert_eq!(b.quantile(0.6), us(43_000));
         assert_eq!(b.max(), Duration::from_secs(3));
         let json = serde_json::to_value(b).expect("serializes");
-        assert_eq!(json["bucket_us"], 100);
-        assert_eq!(json["total"], 2);
+        assert_eq!(json["total"], 3);
         assert_eq!(
-            json["counts"].as_array().map(|c| c.len()),
-            Some(LATENESS_BUCKETS)
+            json["buckets"],
+            serde_json::json!([[100, 1], [43_000, 1], [null, 1]])
         );
     }
 }
