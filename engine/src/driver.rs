@@ -85,7 +85,11 @@ pub trait RecordingSink: Send + 'static {
 pub struct DriverOptions {
     /// VAD settings.
     pub vad: VadConfig,
-    /// Frames buffered toward STT before the oldest are dropped (and counted).
+    /// Caller frames buffered toward STT (or the realtime model); when the ring is full, new
+    /// frames are dropped and counted. The default, 50 frames (1 s), covers a provider task that
+    /// is briefly not scheduled; adapters that replay audio after a reconnect keep their own
+    /// buffer. Every slot holds a full-size frame (about 2 KB), so the ring is most of a call's
+    /// fixed memory.
     pub stt_ring_frames: usize,
     /// Answer at once instead of waiting for `CallHandle::answer`.
     pub auto_answer: bool,
@@ -98,7 +102,7 @@ impl Default for DriverOptions {
     fn default() -> Self {
         DriverOptions {
             vad: VadConfig::default(),
-            stt_ring_frames: 250,
+            stt_ring_frames: 50,
             auto_answer: true,
             control_rate_limit: Some(RateLimiter::default()),
         }

@@ -27,8 +27,9 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, MissedTickBehavior};
 use voxline::codecs::rtp::SenderConfig;
 use voxline::codecs::{
-    AudioFrame, CodecError, FrameDecoder, FrameEncoder, OpusConfig, OpusEncoder, PacketDuration,
-    PayloadFormat, PayloadRegistry, Resampler, RtpError, RtpPacket, RtpSender, SampleRate,
+    AudioFrame, CodecError, FrameDecoder, FrameEncoder, JitterStats, OpusConfig, OpusEncoder,
+    PacketDuration, PayloadFormat, PayloadRegistry, Resampler, RtpError, RtpPacket, RtpSender,
+    SampleRate,
 };
 use voxline::engine::call::chunker::TextChunker;
 use voxline::engine::call::{CallEvent, CallSettings, EndReason};
@@ -1088,6 +1089,7 @@ struct CallResult {
     media: MediaCounters,
     inbound: InboundCounters,
     inbound_lost: u64,
+    jitter: Option<JitterStats>,
     outbound: OutboundCounters,
     unsent: u64,
     caller: CallerReport,
@@ -1153,6 +1155,7 @@ async fn one_call(
             .inbound()
             .receiver_stats()
             .map_or(0, |s| s.cumulative_lost().max(0) as u64),
+        jitter: port.inbound().jitter_stats(),
         outbound: port.outbound().counters(),
         unsent: port.unsent,
         caller,
@@ -1541,6 +1544,11 @@ pub struct LoadReport {
     pub frames_concealed: u64,
     /// Caller frames the engine rebuilt from in-band FEC.
     pub frames_recovered: u64,
+    /// The engine's jitter-buffer delay (above the fastest packet) when the calls ended, median
+    /// over calls (ms).
+    pub jitter_buffer_delay_ms_p50: Option<f64>,
+    /// The jitter buffer's target delay when the calls ended, median over calls (ms).
+    pub jitter_buffer_target_ms_p50: Option<f64>,
     /// Agent packets the callers received.
     pub agent_packets_received: u64,
     /// Of those, packets with audible audio.
@@ -1795,6 +1803,18 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         barge.extend(r.caller.barge_in.iter().copied());
         reported.extend(r.events.v2v_reported_ms.iter().copied());
     }
+    let jb_delay = sorted_ms(
+        results
+            .iter()
+            .filter_map(|r| r.jitter)
+            .map(|j| ms(j.playout_delay)),
+    );
+    let jb_target = sorted_ms(
+        results
+            .iter()
+            .filter_map(|r| r.jitter)
+            .map(|j| ms(j.target_delay)),
+    );
     let completed = results
         .iter()
         .filter(|r| r.end_reason == EndReason::UserHangup)
@@ -1901,6 +1921,8 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         frames_lost_outbound: lost_out,
         frames_concealed: concealed,
         frames_recovered: recovered,
+        jitter_buffer_delay_ms_p50: percentile(&jb_delay, 0.5),
+        jitter_buffer_target_ms_p50: percentile(&jb_target, 0.5),
         agent_packets_received: agent_packets,
         agent_audible_packets: agent_audible,
         deadline_misses: misses,

@@ -139,6 +139,12 @@ impl InboundMedia {
         self.jitter.as_ref().map(|j| j.target_delay())
     }
 
+    /// The jitter buffer's counters and gauges (delay, target, adjustments), once a stream
+    /// format is known.
+    pub fn jitter_stats(&self) -> Option<voxline_codecs::JitterStats> {
+        self.jitter.as_ref().map(|j| j.stats())
+    }
+
     /// RFC 3550 receiver statistics of the locked source.
     pub fn receiver_stats(&self) -> Option<&voxline_codecs::ReceiverStats> {
         self.source.as_ref().map(|s| s.stats())
