@@ -48,7 +48,12 @@ pub trait MediaPort: Send + 'static {
     /// The caller's frame for this 20 ms tick at `caller_rate()`, if the stream has one
     /// (decoded, concealed or recovered); `false` during silence or before the stream starts.
     fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool;
-    /// Sends the agent's frame for this tick (`None` = the agent is silent).
+    /// Sends the agent's frame for one 20 ms slot (`None` = the agent is silent).
+    ///
+    /// Called once per slot, in order. A slot with agent audio is sent at its tick; a silent
+    /// slot stays open until the next tick, and when agent audio arrives before then (the
+    /// start of a reply) it is sent at once, in that slot. So silence is reported up to 20 ms
+    /// after its tick, and the first frame of a reply can come between two ticks.
     fn send_agent_frame(&mut self, now: Duration, frame: Option<&AudioFrame>) -> io::Result<()>;
     /// Rate of the frames `caller_frame` produces (8 or 16 kHz, for VAD and STT).
     fn caller_rate(&self) -> SampleRate;
@@ -537,6 +542,34 @@ enum ProviderMsg {
     RealtimeEnded(Result<(), ProviderError>),
 }
 
+/// What the recording gets for one 20 ms slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotRecord {
+    /// Before the call is live or consent is given: silence on both sides.
+    Nothing,
+    /// The agent's side only (no caller frame this tick).
+    Agent,
+    /// Both sides.
+    CallerAndAgent,
+}
+
+/// Hands one slot's frames to the recording sink, if there is one.
+fn record_slot(
+    recording: &mut Option<Box<dyn RecordingSink>>,
+    slot: SlotRecord,
+    caller: &AudioFrame,
+    agent: Option<&AudioFrame>,
+) {
+    let Some(rec) = recording.as_mut() else {
+        return;
+    };
+    match slot {
+        SlotRecord::Nothing => rec.on_frames(None, None),
+        SlotRecord::Agent => rec.on_frames(None, agent),
+        SlotRecord::CallerAndAgent => rec.on_frames(Some(caller), agent),
+    }
+}
+
 /// Spawns `session` with its typed event channel forwarded into the driver's channel.
 fn spawn_forwarding<E: Send + 'static>(
     session: impl Future<Output = Result<(), ProviderError>> + Send + 'static,
@@ -595,6 +628,10 @@ impl<P: MediaPort> CallTask<P> {
         let mut vad = VoiceDetector::new(caller_rate, options.vad).ok();
         let mut caller_frame = AudioFrame::silent(caller_rate);
         let mut agent_frame = AudioFrame::silent(SampleRate::Hz24000);
+        // The outbound slot of the last tick, while it is silent and still open (see below), and
+        // the caller frame it holds for the recording.
+        let mut open_slot: Option<SlotRecord> = None;
+        let mut held_caller = AudioFrame::silent(caller_rate);
         let realtime = call.settings().realtime;
 
         // Caller audio goes to STT (pipeline) or to the realtime model, started while ringing (pre-warm).
@@ -671,6 +708,13 @@ impl<P: MediaPort> CallTask<P> {
                 biased;
                 due = ticker.tick() => {
                     let now = elapsed();
+                    // The last slot stayed silent to its end: its silence goes out now.
+                    if let Some(slot) = open_slot.take() {
+                        record_slot(&mut recording, slot, &held_caller, None);
+                        if let Err(e) = port.send_agent_frame(now, None) {
+                            call.fail(now, format!("media send failed: {e}"));
+                        }
+                    }
                     counters.ticks += 1;
                     // Inbound: one caller frame per tick through VAD to the core and to STT.
                     let have_caller = port.caller_frame(now, &mut caller_frame);
@@ -689,21 +733,26 @@ impl<P: MediaPort> CallTask<P> {
                         }
                     }
                     call.tick(now);
+                    // Nothing is recorded before the call is live and consent is given.
+                    let slot = match (call.forwards_caller_audio(), have_caller) {
+                        (false, _) => SlotRecord::Nothing,
+                        (true, false) => SlotRecord::Agent,
+                        (true, true) => SlotRecord::CallerAndAgent,
+                    };
                     // Outbound: the agent's frame for this tick.
-                    let agent = call.pull_agent_frame(now, &mut agent_frame).map(|_| &agent_frame);
-                    if agent.is_some() {
+                    if call.pull_agent_frame(now, &mut agent_frame).is_some() {
                         counters.agent_frames += 1;
-                    }
-                    if let Some(rec) = recording.as_mut() {
-                        // Nothing is recorded before the call is live and consent is given.
-                        if call.forwards_caller_audio() {
-                            rec.on_frames(have_caller.then_some(&caller_frame), agent);
-                        } else {
-                            rec.on_frames(None, None);
+                        record_slot(&mut recording, slot, &caller_frame, Some(&agent_frame));
+                        if let Err(e) = port.send_agent_frame(now, Some(&agent_frame)) {
+                            call.fail(now, format!("media send failed: {e}"));
                         }
-                    }
-                    if let Err(e) = port.send_agent_frame(now, agent) {
-                        call.fail(now, format!("media send failed: {e}"));
+                    } else {
+                        // Leave the slot open until the next tick: agent audio that arrives
+                        // meanwhile goes out at once instead of waiting for the clock.
+                        if recording.is_some() && slot == SlotRecord::CallerAndAgent {
+                            held_caller = caller_frame;
+                        }
+                        open_slot = Some(slot);
                     }
                     // Pacing: how late this tick's frame left, against the tick's schedule.
                     let late = Instant::now().saturating_duration_since(due);
@@ -788,6 +837,23 @@ impl<P: MediaPort> CallTask<P> {
                             call.on_tool_result(now, &id, v);
                         }
                         HostMsg::HangUp => call.caller_hung_up(now),
+                    }
+                }
+            }
+
+            // Agent audio arrived within a silent slot (the first audio of a reply): it starts
+            // now, in that slot, rather than up to 20 ms later at the next tick. The clock keeps
+            // its phase, so the caller side and the RTP timing are unchanged.
+            if let Some(slot) = open_slot {
+                if call.agent_audio_ready() {
+                    let now = elapsed();
+                    if call.pull_agent_frame(now, &mut agent_frame).is_some() {
+                        open_slot = None;
+                        counters.agent_frames += 1;
+                        record_slot(&mut recording, slot, &held_caller, Some(&agent_frame));
+                        if let Err(e) = port.send_agent_frame(now, Some(&agent_frame)) {
+                            call.fail(now, format!("media send failed: {e}"));
+                        }
                     }
                 }
             }
@@ -892,6 +958,10 @@ impl<P: MediaPort> CallTask<P> {
 
             if let Some(reason) = end_reason.take() {
                 // Stop media, close sessions politely, cancel what is in flight.
+                if let Some(slot) = open_slot.take() {
+                    record_slot(&mut recording, slot, &held_caller, None);
+                    let _ = port.send_agent_frame(elapsed(), None);
+                }
                 let _ = port.send_agent_frame(elapsed(), None);
                 if let Some(c) = &stt_control {
                     let _ = c.send(SttControl::Close);
@@ -933,6 +1003,9 @@ impl<P: MediaPort> CallTask<P> {
             }
             if call.is_ended() && end_reason.is_none() && !transport_open && prx.is_empty() {
                 // Ended without a hang-up action (cannot happen by construction); end safely.
+                if let Some(slot) = open_slot.take() {
+                    record_slot(&mut recording, slot, &held_caller, None);
+                }
                 if let Some(rec) = recording.as_mut() {
                     rec.finish();
                 }
