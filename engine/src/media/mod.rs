@@ -45,7 +45,13 @@ pub struct MediaConfig {
     pub opus: OpusConfig,
     /// Packet duration of what we send.
     pub packet: PacketDuration,
-    /// Jitter buffer delay bounds: (min, initial, max).
+    /// Jitter buffer delay bounds: (min, initial, max). Defaults: 20, 20 and 200 ms.
+    ///
+    /// The buffer starts at the minimum and grows as soon as packets arrive later than that. On
+    /// a continuous stream it only shrinks while it is more than one frame above its target (a
+    /// dead band against oscillation), so a 40 ms start stays at 40 ms on a clean path where
+    /// the target is about 21 ms: 20 ms more on every turn. A call opens with the agent's
+    /// greeting, which gives the buffer time to adapt before the caller's first turn.
     pub jitter_delay: (Duration, Duration, Duration),
     /// Rate of caller frames handed to VAD and STT (8 or 16 kHz).
     pub caller_rate: SampleRate,
@@ -76,7 +82,7 @@ impl MediaConfig {
             packet: PacketDuration::Ms20,
             jitter_delay: (
                 Duration::from_millis(20),
-                Duration::from_millis(40),
+                Duration::from_millis(20),
                 Duration::from_millis(200),
             ),
             caller_rate: if narrowband {
