@@ -598,15 +598,30 @@ impl CallerAudio {
                 loud: *loud,
             });
         }
+        // Room noise from its own encoder, looped: the first pass only primes the encoder, so
+        // the loop's first packet carries no tail of the speech (lookahead, in-band FEC) and
+        // wraps around seamlessly.
+        let mut encoder = match codec {
+            Codec::Opus => FrameEncoder::from(OpusEncoder::new(send_rate, OpusConfig::default())?),
+            Codec::Pcmu => FrameEncoder::new(PayloadFormat::Pcmu, PacketDuration::Ms20)?,
+        };
         let mut noise = Vec::with_capacity(50);
-        let mut lcg = Lcg::new(0x5eed);
         let mut frame = AudioFrame::silent(send_rate);
-        for _ in 0..50 {
-            // Uniform noise of ±24: about -67 dBFS, under the VAD's energy floor.
-            for s in frame.samples_mut() {
-                *s = (lcg.next_u64() % 49) as i16 - 24;
+        for pass in 0..2 {
+            let mut lcg = Lcg::new(0x5eed);
+            for _ in 0..50 {
+                // Uniform noise of ±24: about -67 dBFS, under the VAD's energy floor.
+                for s in frame.samples_mut() {
+                    *s = (lcg.next_u64() % 49) as i16 - 24;
+                }
+                encoder.push_frame(&frame)?;
+                let packet = encoder.next_packet(&mut buf)?.ok_or(HarnessError::Config(
+                    "the noise encoder buffered a 20 ms frame",
+                ))?;
+                if pass == 1 {
+                    noise.push(buf[..packet.len].into());
+                }
             }
-            noise.push(encode(&frame)?);
         }
         Ok(CallerAudio {
             all_loud: speech.iter().all(|p| p.loud),
@@ -615,6 +630,59 @@ impl CallerAudio {
             source,
         })
     }
+}
+
+/// How long the engine's VAD keeps calling the caller voiced after the last loud frame of a
+/// turn — webrtc-vad's own hang-over plus the codec's tail — measured on the callers' encoded
+/// audio through the engine's decoder and detector, averaged over up to 16 turn ends. The
+/// engine's configured stop hang-over counts from the end of the last *voiced* frame, so this
+/// comes on top of it.
+fn vad_tail(codec: Codec, audio: &CallerAudio) -> Result<Duration, HarnessError> {
+    let rate = codec.engine_caller_rate();
+    let format = match codec {
+        Codec::Opus => PayloadFormat::Opus { pcm_rate: rate },
+        Codec::Pcmu => PayloadFormat::Pcmu,
+    };
+    let speech = &audio.speech;
+    let ends: Vec<usize> = if audio.all_loud {
+        (150..speech.len()).step_by(150).take(16).collect()
+    } else {
+        (100..speech.len())
+            .filter(|&i| speech[i].loud && speech.get(i + 1).is_none_or(|p| !p.loud))
+            .take(16)
+            .collect()
+    };
+    let (mut total, mut turns) = (0usize, 0u32);
+    for end in ends {
+        let mut decoder = FrameDecoder::new(format)?;
+        let mut vad = VoiceDetector::new(rate, VadConfig::default())?;
+        let start = end - 100;
+        let packets = speech[start..=end]
+            .iter()
+            .map(|p| &p.payload[..])
+            .chain(audio.noise.iter().cycle().take(40).map(|p| &p[..]));
+        let mut last_voiced = None;
+        for (k, payload) in packets.enumerate() {
+            if decoder.decode(payload).is_err() {
+                continue;
+            }
+            while let Some(frame) = decoder.next_frame() {
+                let at = FRAME * k as u32;
+                if vad.process(at, &frame).voiced == Some(true) {
+                    last_voiced = Some(k);
+                }
+            }
+        }
+        if let Some(k) = last_voiced {
+            total += k.saturating_sub(end - start);
+            turns += 1;
+        }
+    }
+    Ok(if turns == 0 {
+        Duration::ZERO
+    } else {
+        FRAME * total as u32 / turns
+    })
 }
 
 /// Reads a 16 kHz mono 16-bit WAV and normalises its peak to -3 dBFS.
@@ -674,6 +742,8 @@ struct Shared {
     audio: CallerAudio,
     /// The TTS stand-in's voice: 5 s of the voiced signal at 24 kHz, looped.
     tts_clip: Arc<[i16]>,
+    /// See [`vad_tail`].
+    vad_tail: Duration,
 }
 
 impl Shared {
@@ -1064,6 +1134,10 @@ async fn run_caller(
 struct EventSummary {
     /// The engine's own voice-to-voice figure per turn (`Latency` events).
     v2v_reported_ms: Vec<u64>,
+    /// Model request → first token, as the engine saw it, per turn.
+    llm_first_token_ms: Vec<u64>,
+    /// Text → first TTS audio, as the engine saw it, per turn.
+    tts_first_audio_ms: Vec<u64>,
     interruptions: u32,
     provider_errors: u32,
 }
@@ -1073,7 +1147,13 @@ async fn drain_events(mut events: EventStream) -> EventSummary {
     while let Some(record) = events.next().await {
         match record.event {
             CallEvent::Latency { latency, .. } => {
-                summary.v2v_reported_ms.push(latency.voice_to_voice_ms)
+                summary.v2v_reported_ms.push(latency.voice_to_voice_ms);
+                summary
+                    .llm_first_token_ms
+                    .extend(latency.llm_first_token_ms);
+                summary
+                    .tts_first_audio_ms
+                    .extend(latency.tts_first_audio_ms);
             }
             CallEvent::AgentInterrupted { .. } => summary.interruptions += 1,
             CallEvent::ProviderError { .. } => summary.provider_errors += 1,
@@ -1174,7 +1254,11 @@ async fn drive(
     let n = shared.config.calls;
     let joins: Vec<_> = (0..n)
         .map(|i| {
-            let offset = shared.config.stagger.mul_f64(i as f64 / n as f64);
+            // Evenly over the stagger window, plus a phase within the 20 ms frame spread by the
+            // golden ratio: real calls' clocks tick at unrelated phases, and a window that is a
+            // multiple of 20 ms per call would otherwise line every call's clock up.
+            let phase = FRAME.mul_f64((i as f64 * 0.618_033_988_75).fract());
+            let offset = shared.config.stagger.mul_f64(i as f64 / n as f64) + phase;
             tokio::spawn(one_call(i, t0 + offset, shared.clone(), engine.clone()))
         })
         .collect();
@@ -1499,6 +1583,33 @@ pub struct LatencySplit {
     pub engine_p50: Option<f64>,
     /// The engine's own share, 99th percentile.
     pub engine_p99: Option<f64>,
+    /// What the engine's share is made of, medians: see [`EngineShare`].
+    pub engine_share_p50: EngineShare,
+    /// The stand-ins' latencies as the engine saw them (1 ms timer granularity shows here).
+    pub providers_seen_by_engine_p50: ProvidersSeen,
+}
+
+/// The engine's share of voice-to-voice, taken apart (medians, ms).
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineShare {
+    /// The jitter buffer's delay on the caller's audio (at the end of the calls).
+    pub jitter_buffer: Option<f64>,
+    /// How long the VAD still hears voice after the last loud frame (webrtc-vad's own
+    /// hang-over and the codec's tail), measured on the same audio before the load.
+    pub vad_tail: f64,
+    /// The rest: scheduling, the media clock, encoding, the network stack, and the stand-ins'
+    /// timers, which wake on whole milliseconds (about 1 ms per scripted wait, eight of them
+    /// on a turn with the default settings).
+    pub rest: Option<f64>,
+}
+
+/// Provider stand-in latencies as measured by the engine (`Latency` events), medians in ms.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProvidersSeen {
+    /// Model request → first token.
+    pub llm_first_token: Option<f64>,
+    /// First text → first TTS audio.
+    pub tts_first_audio: Option<f64>,
 }
 
 /// The result of one load run (`--scaling` prints two of them).
@@ -1722,6 +1833,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     voiced_signal(SampleRate::Hz24000, 0, &mut clip);
     let shared = Arc::new(Shared {
         config: config.clone(),
+        vad_tail: vad_tail(config.codec, &audio)?,
         audio,
         tts_clip: clip.into(),
     });
@@ -1856,7 +1968,35 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         + p.llm_first_token
         + stream
         + p.tts_first_byte;
+    for (i, r) in results.iter().enumerate() {
+        eprintln!(
+            "call {i}: v2v {:?} reported {:?} barge {:?}",
+            r.caller
+                .v2v
+                .iter()
+                .map(|d| d.as_millis())
+                .collect::<Vec<_>>(),
+            r.events.v2v_reported_ms,
+            r.caller
+                .barge_in
+                .iter()
+                .map(|d| d.as_millis())
+                .collect::<Vec<_>>()
+        );
+    }
     let v2v_sorted = sorted_ms(v2v.iter().map(|d| ms(*d)));
+    let llm_seen = sorted_ms(
+        results
+            .iter()
+            .flat_map(|r| r.events.llm_first_token_ms.iter())
+            .map(|&m| m as f64),
+    );
+    let tts_seen = sorted_ms(
+        results
+            .iter()
+            .flat_map(|r| r.events.tts_first_audio_ms.iter())
+            .map(|&m| m as f64),
+    );
     let engine_sorted = sorted_ms(v2v.iter().map(|d| ms(*d) - ms(nominal)));
     let reported_sorted = sorted_ms(reported.iter().map(|&m| m as f64));
     let barge_sorted = sorted_ms(barge.iter().map(|d| ms(*d)));
@@ -1970,6 +2110,20 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
             v2v_p50: percentile(&v2v_sorted, 0.5),
             engine_p50: percentile(&engine_sorted, 0.5),
             engine_p99: percentile(&engine_sorted, 0.99),
+            engine_share_p50: EngineShare {
+                jitter_buffer: percentile(&jb_delay, 0.5),
+                vad_tail: ms(shared.vad_tail),
+                rest: percentile(&engine_sorted, 0.5).map(|e| {
+                    round(
+                        e - percentile(&jb_delay, 0.5).unwrap_or(0.0) - ms(shared.vad_tail),
+                        2,
+                    )
+                }),
+            },
+            providers_seen_by_engine_p50: ProvidersSeen {
+                llm_first_token: percentile(&llm_seen, 0.5),
+                tts_first_audio: percentile(&tts_seen, 0.5),
+            },
         },
         barge_ins: barge.len(),
         barge_ins_failed: failed_barge,
