@@ -17,6 +17,7 @@ fn smoke(codec: Codec) -> LoadConfig {
         codec,
         threads: 2,
         stagger: Duration::from_millis(100),
+        answer_spread: Duration::from_millis(300),
         voice: CallerVoice::Synthetic,
         floor_frames: Some(100),
         ..LoadConfig::default()

@@ -197,6 +197,11 @@ pub struct LoadConfig {
     pub caller_threads: usize,
     /// Call starts are spread evenly over this window.
     pub stagger: Duration,
+    /// Calls are answered (the agent greets) after a delay spread over this window, so their
+    /// conversations run at unrelated phases — about half the agents speak at any moment — as
+    /// calls that started at random times would. Before the answer the call rings with media
+    /// flowing (the engine decodes the caller's line; the agent is silent).
+    pub answer_spread: Duration,
     /// Opus encoder complexity of the engine (0–10).
     pub complexity: u8,
     /// Provider stand-in latencies.
@@ -223,6 +228,7 @@ impl Default for LoadConfig {
             threads: cores(),
             caller_threads: 1,
             stagger: Duration::from_millis(1000),
+            answer_spread: Duration::from_millis(7000),
             complexity: 5,
             providers: ProviderLatencies::default(),
             talk: Duration::from_millis(3000),
@@ -297,6 +303,8 @@ Options:
   --threads T              engine runtime worker threads [default: number of cores]
   --caller-threads C       simulated callers' runtime threads [default: 1]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
+  --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
+                           conversations (and agent speech) are out of step [default: 7000]
   --complexity 0-10        engine Opus encoder complexity [default: 5]
   --stt-final-ms MS        STT stand-in: finalize -> final transcript [default: 150]
   --llm-first-token-ms MS  LLM stand-in: request -> first token [default: 200]
@@ -376,6 +384,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                 config.caller_threads = number(option, &value, 1, 1024, "1 to 1024")? as usize
             }
             "--stagger-ms" => config.stagger = ms(3_600_000, "0 to 3600000 (ms)")?,
+            "--answer-spread-ms" => config.answer_spread = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--complexity" => config.complexity = number(option, &value, 0, 10, "0 to 10")? as u8,
             "--stt-final-ms" => config.providers.stt_final = ms(60_000, "0 to 60000 (ms)")?,
             "--llm-first-token-ms" => {
@@ -415,13 +424,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 19] = [
+    const OPTIONS: [&str; 20] = [
         "--calls",
         "--seconds",
         "--codec",
         "--threads",
         "--caller-threads",
         "--stagger-ms",
+        "--answer-spread-ms",
         "--complexity",
         "--stt-final-ms",
         "--llm-first-token-ms",
@@ -881,7 +891,12 @@ struct Caller {
 }
 
 impl Caller {
-    fn new(index: usize, shared: Arc<Shared>, now: Instant) -> Result<Caller, HarnessError> {
+    /// Caller `index`, listening for the greeting from `answered_at` on.
+    fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        answered_at: Instant,
+    ) -> Result<Caller, HarnessError> {
         let codec = shared.config.codec;
         let mut rng = Lcg::new(index as u64 + 1);
         let mut sender = RtpSender::new(SenderConfig {
@@ -908,7 +923,7 @@ impl Caller {
             cursor,
             noise_at: 0,
             phase: Phase::Listen {
-                since: now,
+                since: answered_at,
                 heard: None,
                 barge_in: false,
             },
@@ -1210,19 +1225,32 @@ async fn one_call(
             UdpSocket::from_std(engine_std).map_err(io("registering the engine socket"))?;
         RtpPort::new(socket, &media)?
     };
-    let (task, control, events) = new_call(
-        shared.settings(),
-        shared.providers(index),
-        port,
-        DriverOptions::default(),
-    );
+    let options = DriverOptions {
+        auto_answer: false,
+        ..DriverOptions::default()
+    };
+    let (task, control, events) =
+        new_call(shared.settings(), shared.providers(index), port, options);
     let now = Instant::now();
-    let caller = Caller::new(index, shared.clone(), now)?;
+    // Spread by the plastic number, unrelated to the clock phases' golden-ratio spread.
+    let answer_delay = shared
+        .config
+        .answer_spread
+        .mul_f64((index as f64 * 0.754_877_666_25).fract());
+    let caller = Caller::new(index, shared.clone(), now + answer_delay)?;
     let until = now + Duration::from_secs(shared.config.seconds);
     let call = engine.spawn(task.run_with_port());
     let host = tokio::spawn(drain_events(events));
+    let answer = {
+        let control = control.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(answer_delay).await;
+            let _ = control.answer();
+        })
+    };
     let caller = run_caller(caller, caller_socket, engine_addr, until).await;
     // The caller hangs up whatever happened on its side.
+    answer.abort();
     let _ = control.hang_up();
     let (outcome, port) = call.await.map_err(|e| HarnessError::Task(e.to_string()))?;
     let events = host.await.map_err(|e| HarnessError::Task(e.to_string()))?;
@@ -1629,6 +1657,8 @@ pub struct LoadReport {
     pub opus_complexity: Option<u8>,
     /// Call starts spread over this window (ms).
     pub stagger_ms: u64,
+    /// Answers spread over this window (ms).
+    pub answer_spread_ms: u64,
     /// What the callers said.
     pub caller_audio: String,
     /// What the providers were.
@@ -1660,6 +1690,9 @@ pub struct LoadReport {
     pub jitter_buffer_delay_ms_p50: Option<f64>,
     /// The jitter buffer's target delay when the calls ended, median over calls (ms).
     pub jitter_buffer_target_ms_p50: Option<f64>,
+    /// Share of the engine's ticks that carried agent audio (how much of the time the agents
+    /// spoke, over all calls).
+    pub agent_talk_share: f64,
     /// Agent packets the callers received.
     pub agent_packets_received: u64,
     /// Of those, packets with audible audio.
@@ -1880,7 +1913,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     // Sums over calls.
     let mut lateness = LatenessHistogram::default();
     let mut end_reasons = BTreeMap::new();
-    let (mut frames_in, mut frames_out, mut agent_frames) = (0u64, 0u64, 0u64);
+    let (mut frames_in, mut frames_out, mut agent_frames, mut ticks) = (0u64, 0u64, 0u64, 0u64);
     let (mut lost_in, mut lost_out, mut concealed, mut recovered) = (0u64, 0u64, 0u64, 0u64);
     let (mut misses, mut calls_missing, mut caller_late) = (0u64, 0usize, 0u64);
     let (mut agent_packets, mut agent_audible, mut unanswered, mut failed_barge) =
@@ -1892,6 +1925,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         lateness.merge(&r.media.lateness);
         *end_reasons.entry(r.end_reason.as_str()).or_insert(0) += 1;
         frames_in += r.media.caller_frames;
+        ticks += r.media.ticks;
         frames_out += r.outbound.frames_encoded;
         agent_frames += r.media.agent_frames;
         lost_in += r.inbound_lost;
@@ -2043,6 +2077,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
         stagger_ms: config.stagger.as_millis() as u64,
+        answer_spread_ms: config.answer_spread.as_millis() as u64,
         caller_audio: shared.audio.source.clone(),
         providers,
         machine: Machine {
@@ -2063,6 +2098,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         frames_recovered: recovered,
         jitter_buffer_delay_ms_p50: percentile(&jb_delay, 0.5),
         jitter_buffer_target_ms_p50: percentile(&jb_target, 0.5),
+        agent_talk_share: round(agent_frames as f64 / ticks.max(1) as f64, 3),
         agent_packets_received: agent_packets,
         agent_audible_packets: agent_audible,
         deadline_misses: misses,
