@@ -76,7 +76,6 @@ pub struct InboundMedia {
     jitter_delay: (Duration, Duration, Duration),
     caller_rate: SampleRate,
     dtmf: Option<(u8, DtmfReceiver)>,
-    decoded: AudioFrame,
     counters: InboundCounters,
 }
 
@@ -103,7 +102,6 @@ impl InboundMedia {
             jitter_delay: config.jitter_delay,
             caller_rate: config.caller_rate,
             dtmf,
-            decoded: AudioFrame::silent(config.caller_rate),
             counters: InboundCounters::default(),
         };
         // Prepare for the format we expect so the first packet allocates nothing.
@@ -178,7 +176,6 @@ impl InboundMedia {
         sc.untimed_payload_type = self.dtmf.as_ref().map(|(pt, _)| *pt);
         self.source = Some(RtpSource::new(sc));
         self.decoder = Some((pt, decoder));
-        self.decoded = AudioFrame::silent(rate);
         Ok(())
     }
 
@@ -356,11 +353,11 @@ impl InboundMedia {
             FrameOrigin::Recovered => self.counters.frames_recovered += 1,
             _ => self.counters.frames_decoded += 1,
         }
-        self.decoded = frame;
+        // Straight from the decoder into `out` (a frame is 2 KB: one copy less per frame).
         match self.resampler.as_mut() {
-            Some(r) => r.process_into(&self.decoded, out).is_ok(),
+            Some(r) => r.process_into(&frame, out).is_ok(),
             None => {
-                *out = self.decoded;
+                *out = frame;
                 true
             }
         }
