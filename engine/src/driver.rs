@@ -52,7 +52,12 @@ pub trait MediaPort: Send + 'static {
     /// The caller's frame for this 20 ms tick at `caller_rate()`, if the stream has one
     /// (decoded, concealed or recovered); `false` during silence or before the stream starts.
     fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool;
-    /// Sends the agent's frame for this tick (`None` = the agent is silent).
+    /// Sends the agent's frame for one 20 ms slot (`None` = the agent is silent).
+    ///
+    /// Called once per slot, in order. A slot with agent audio is sent at its tick; a silent
+    /// slot stays open until the next tick, and when agent audio arrives before then (the
+    /// start of a reply) it is sent at once, in that slot. So silence is reported up to 20 ms
+    /// after its tick, and the first frame of a reply can come between two ticks.
     fn send_agent_frame(&mut self, now: Duration, frame: Option<&AudioFrame>) -> io::Result<()>;
     /// Rate of the frames `caller_frame` produces (8 or 16 kHz, for VAD and STT).
     fn caller_rate(&self) -> SampleRate;
@@ -89,7 +94,11 @@ pub trait RecordingSink: Send + 'static {
 pub struct DriverOptions {
     /// VAD settings.
     pub vad: VadConfig,
-    /// Frames buffered toward STT before the oldest are dropped (and counted).
+    /// Caller frames buffered toward STT (or the realtime model); when the ring is full, new
+    /// frames are dropped and counted. The default, 50 frames (1 s), covers a provider task that
+    /// is briefly not scheduled; adapters that replay audio after a reconnect keep their own
+    /// buffer. Every slot holds a full-size frame (about 2 KB), so the ring is most of a call's
+    /// fixed memory.
     pub stt_ring_frames: usize,
     /// Answer at once instead of waiting for `CallHandle::answer`.
     pub auto_answer: bool,
@@ -105,7 +114,7 @@ impl Default for DriverOptions {
     fn default() -> Self {
         DriverOptions {
             vad: VadConfig::default(),
-            stt_ring_frames: 250,
+            stt_ring_frames: 50,
             auto_answer: true,
             reject_with: None,
             control_rate_limit: Some(RateLimiter::default()),
@@ -339,8 +348,154 @@ pub struct MediaCounters {
     pub agent_frames: u64,
     /// Caller frames dropped because the STT ring was full.
     pub stt_frames_dropped: u64,
-    /// Ticks that ran more than 10 ms late.
+    /// Ticks whose frame went out more than [`LATE_TICK`] after the tick was due (deadline misses).
     pub late_ticks: u64,
+    /// How late each tick's frame went out, relative to when the tick was due.
+    pub lateness: LatenessHistogram,
+}
+
+/// A tick whose frame goes out later than this after its due time missed its deadline.
+pub const LATE_TICK: Duration = Duration::from_millis(10);
+
+/// Number of [`LatenessHistogram`] buckets: 0.1 ms wide below 20 ms, 1 ms wide to 100 ms,
+/// 10 ms wide to 1 s; the last one holds everything from 1 s on.
+pub const LATENESS_BUCKETS: usize = 371;
+
+/// Bucket of a lateness in microseconds (see [`LATENESS_BUCKETS`]).
+fn lateness_bucket(us: u64) -> usize {
+    let i = match us {
+        0..20_000 => us / 100,
+        20_000..100_000 => 200 + (us - 20_000) / 1_000,
+        100_000..1_000_000 => 280 + (us - 100_000) / 10_000,
+        _ => 370,
+    };
+    i as usize
+}
+
+/// Upper edge (exclusive) of bucket `i` in microseconds; `None` for the last, open bucket.
+fn lateness_bucket_end(i: usize) -> Option<u64> {
+    let i = i as u64;
+    match i {
+        0..200 => Some((i + 1) * 100),
+        200..280 => Some(20_000 + (i - 199) * 1_000),
+        280..370 => Some(100_000 + (i - 279) * 10_000),
+        _ => None,
+    }
+}
+
+/// Fixed-bucket histogram of the pacing lateness of a call's ticks: for each 20 ms tick, the
+/// time from when the tick was due to when its agent frame had been handed to the transport.
+///
+/// Recording is a comparison, a division and an increment into a fixed array: no allocation on
+/// the media path. Buckets are 0.1 ms wide below 20 ms, 1 ms to 100 ms and 10 ms to 1 s;
+/// quantiles resolve to the bucket's upper edge, the maximum is exact.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LatenessHistogram {
+    counts: [u32; LATENESS_BUCKETS],
+    total: u64,
+    max_us: u64,
+}
+
+impl Default for LatenessHistogram {
+    fn default() -> Self {
+        LatenessHistogram {
+            counts: [0; LATENESS_BUCKETS],
+            total: 0,
+            max_us: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for LatenessHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatenessHistogram")
+            .field("total", &self.total)
+            .field("p50", &self.quantile(0.5))
+            .field("p99", &self.quantile(0.99))
+            .field("max", &self.max())
+            .finish()
+    }
+}
+
+impl serde::Serialize for LatenessHistogram {
+    /// `{"total": n, "max_us": m, "buckets": [[upper_edge_us, count], …]}` with the non-empty
+    /// buckets only; the open last bucket's edge is `null`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let buckets: Vec<(Option<u64>, u32)> = self
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(i, &c)| (lateness_bucket_end(i), c))
+            .collect();
+        let mut s = serializer.serialize_struct("LatenessHistogram", 3)?;
+        s.serialize_field("total", &self.total)?;
+        s.serialize_field("max_us", &self.max_us)?;
+        s.serialize_field("buckets", &buckets)?;
+        s.end()
+    }
+}
+
+impl LatenessHistogram {
+    /// Counts one tick that went out `late` after it was due.
+    pub fn record(&mut self, late: Duration) {
+        let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        let bucket = lateness_bucket(us);
+        self.counts[bucket] = self.counts[bucket].saturating_add(1);
+        self.total += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    /// Adds another histogram's counts (e.g. to sum over calls).
+    pub fn merge(&mut self, other: &LatenessHistogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        self.total += other.total;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    /// Ticks recorded.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The latest tick seen (exact).
+    pub fn max(&self) -> Duration {
+        Duration::from_micros(self.max_us)
+    }
+
+    /// Ticks per bucket (see [`LatenessHistogram::bucket_end`] for the bucket edges).
+    pub fn buckets(&self) -> &[u32; LATENESS_BUCKETS] {
+        &self.counts
+    }
+
+    /// Upper edge (exclusive) of bucket `i`; `None` for the last bucket, which is open.
+    pub fn bucket_end(i: usize) -> Option<Duration> {
+        lateness_bucket_end(i).map(Duration::from_micros)
+    }
+
+    /// The lateness at or below which a fraction `q` (0–1) of the ticks went out: the upper edge
+    /// of the bucket holding that rank, never above the exact maximum. Zero when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.total == 0 {
+            return Duration::ZERO;
+        }
+        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                return match lateness_bucket_end(i) {
+                    Some(end) => Duration::from_micros(end.min(self.max_us)),
+                    None => self.max(),
+                };
+            }
+        }
+        self.max()
+    }
 }
 
 /// What is left when a call task ends.
@@ -401,6 +556,34 @@ enum ProviderMsg {
     RealtimeEnded(Result<(), ProviderError>),
 }
 
+/// What the recording gets for one 20 ms slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotRecord {
+    /// Before the call is live or consent is given: silence on both sides.
+    Nothing,
+    /// The agent's side only (no caller frame this tick).
+    Agent,
+    /// Both sides.
+    CallerAndAgent,
+}
+
+/// Hands one slot's frames to the recording sink, if there is one.
+fn record_slot(
+    recording: &mut Option<Box<dyn RecordingSink>>,
+    slot: SlotRecord,
+    caller: &AudioFrame,
+    agent: Option<&AudioFrame>,
+) {
+    let Some(rec) = recording.as_mut() else {
+        return;
+    };
+    match slot {
+        SlotRecord::Nothing => rec.on_frames(None, None),
+        SlotRecord::Agent => rec.on_frames(None, agent),
+        SlotRecord::CallerAndAgent => rec.on_frames(Some(caller), agent),
+    }
+}
+
 /// Spawns `session` with its typed event channel forwarded into the driver's channel.
 fn spawn_forwarding<E: Send + 'static>(
     session: impl Future<Output = Result<(), ProviderError>> + Send + 'static,
@@ -435,6 +618,12 @@ impl<P: MediaPort> CallTask<P> {
 
     /// Runs the call to its end.
     pub async fn run(self) -> CallOutcome {
+        self.run_with_port().await.0
+    }
+
+    /// Runs the call to its end and hands the media port back with the outcome, so the host
+    /// can read its statistics (RTP counters, loss, concealment) or reuse its transport.
+    pub async fn run_with_port(self) -> (CallOutcome, P) {
         let CallTask {
             mut call,
             mut port,
@@ -453,6 +642,10 @@ impl<P: MediaPort> CallTask<P> {
         let mut vad = VoiceDetector::new(caller_rate, options.vad).ok();
         let mut caller_frame = AudioFrame::silent(caller_rate);
         let mut agent_frame = AudioFrame::silent(SampleRate::Hz24000);
+        // The outbound slot of the last tick, while it is silent and still open (see below), and
+        // the caller frame it holds for the recording.
+        let mut open_slot: Option<SlotRecord> = None;
+        let mut held_caller = AudioFrame::silent(caller_rate);
         let realtime = call.settings().realtime;
 
         // Caller audio goes to STT (pipeline) or to the realtime model, started while ringing (pre-warm).
@@ -515,7 +708,6 @@ impl<P: MediaPort> CallTask<P> {
             HashMap::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(FRAME_MS as u64));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut next_tick_due = start;
         let mut answered = false;
         let answer = |call: &mut Call, now: Duration| match &options.reject_with {
             Some(message) => call.start_rejected(now, message),
@@ -532,14 +724,16 @@ impl<P: MediaPort> CallTask<P> {
         loop {
             tokio::select! {
                 biased;
-                _ = ticker.tick() => {
+                due = ticker.tick() => {
                     let now = elapsed();
-                    counters.ticks += 1;
-                    let due = next_tick_due;
-                    next_tick_due += Duration::from_millis(FRAME_MS as u64);
-                    if Instant::now().saturating_duration_since(due) > Duration::from_millis(10) {
-                        counters.late_ticks += 1;
+                    // The last slot stayed silent to its end: its silence goes out now.
+                    if let Some(slot) = open_slot.take() {
+                        record_slot(&mut recording, slot, &held_caller, None);
+                        if let Err(e) = port.send_agent_frame(now, None) {
+                            call.fail(now, format!("media send failed: {e}"));
+                        }
                     }
+                    counters.ticks += 1;
                     // Inbound: one caller frame per tick through VAD to the core and to STT.
                     let have_caller = port.caller_frame(now, &mut caller_frame);
                     if have_caller {
@@ -557,21 +751,32 @@ impl<P: MediaPort> CallTask<P> {
                         }
                     }
                     call.tick(now);
+                    // Nothing is recorded before the call is live and consent is given.
+                    let slot = match (call.forwards_caller_audio(), have_caller) {
+                        (false, _) => SlotRecord::Nothing,
+                        (true, false) => SlotRecord::Agent,
+                        (true, true) => SlotRecord::CallerAndAgent,
+                    };
                     // Outbound: the agent's frame for this tick.
-                    let agent = call.pull_agent_frame(now, &mut agent_frame).map(|_| &agent_frame);
-                    if agent.is_some() {
+                    if call.pull_agent_frame(now, &mut agent_frame).is_some() {
                         counters.agent_frames += 1;
-                    }
-                    if let Some(rec) = recording.as_mut() {
-                        // Nothing is recorded before the call is live and consent is given.
-                        if call.forwards_caller_audio() {
-                            rec.on_frames(have_caller.then_some(&caller_frame), agent);
-                        } else {
-                            rec.on_frames(None, None);
+                        record_slot(&mut recording, slot, &caller_frame, Some(&agent_frame));
+                        if let Err(e) = port.send_agent_frame(now, Some(&agent_frame)) {
+                            call.fail(now, format!("media send failed: {e}"));
                         }
+                    } else {
+                        // Leave the slot open until the next tick: agent audio that arrives
+                        // meanwhile goes out at once instead of waiting for the clock.
+                        if recording.is_some() && slot == SlotRecord::CallerAndAgent {
+                            held_caller = caller_frame;
+                        }
+                        open_slot = Some(slot);
                     }
-                    if let Err(e) = port.send_agent_frame(now, agent) {
-                        call.fail(now, format!("media send failed: {e}"));
+                    // Pacing: how late this tick's frame left, against the tick's schedule.
+                    let late = Instant::now().saturating_duration_since(due);
+                    counters.lateness.record(late);
+                    if late > LATE_TICK {
+                        counters.late_ticks += 1;
                     }
                 }
                 input = port.recv(start), if transport_open => {
@@ -650,6 +855,23 @@ impl<P: MediaPort> CallTask<P> {
                             call.on_tool_result(now, &id, v);
                         }
                         HostMsg::HangUp => call.caller_hung_up(now),
+                    }
+                }
+            }
+
+            // Agent audio arrived within a silent slot (the first audio of a reply): it starts
+            // now, in that slot, rather than up to 20 ms later at the next tick. The clock keeps
+            // its phase, so the caller side and the RTP timing are unchanged.
+            if let Some(slot) = open_slot {
+                if call.agent_audio_ready() {
+                    let now = elapsed();
+                    if call.pull_agent_frame(now, &mut agent_frame).is_some() {
+                        open_slot = None;
+                        counters.agent_frames += 1;
+                        record_slot(&mut recording, slot, &held_caller, Some(&agent_frame));
+                        if let Err(e) = port.send_agent_frame(now, Some(&agent_frame)) {
+                            call.fail(now, format!("media send failed: {e}"));
+                        }
                     }
                 }
             }
@@ -754,6 +976,10 @@ impl<P: MediaPort> CallTask<P> {
 
             if let Some(reason) = end_reason.take() {
                 // Stop media, close sessions politely, cancel what is in flight.
+                if let Some(slot) = open_slot.take() {
+                    record_slot(&mut recording, slot, &held_caller, None);
+                    let _ = port.send_agent_frame(elapsed(), None);
+                }
                 let _ = port.send_agent_frame(elapsed(), None);
                 if let Some(c) = &stt_control {
                     let _ = c.send(SttControl::Close);
@@ -786,22 +1012,27 @@ impl<P: MediaPort> CallTask<P> {
                 if let Some(rec) = recording.as_mut() {
                     rec.finish();
                 }
-                return CallOutcome {
+                let outcome = CallOutcome {
                     end_reason: reason,
                     history: call.history().to_vec(),
                     media: counters,
                 };
+                return (outcome, port);
             }
             if call.is_ended() && end_reason.is_none() && !transport_open && prx.is_empty() {
                 // Ended without a hang-up action (cannot happen by construction); end safely.
+                if let Some(slot) = open_slot.take() {
+                    record_slot(&mut recording, slot, &held_caller, None);
+                }
                 if let Some(rec) = recording.as_mut() {
                     rec.finish();
                 }
-                return CallOutcome {
+                let outcome = CallOutcome {
                     end_reason: EndReason::Error,
                     history: call.history().to_vec(),
                     media: counters,
                 };
+                return (outcome, port);
             }
         }
     }
@@ -812,6 +1043,79 @@ fn assert_send<T: Send>(_: &T) {}
 
 #[allow(dead_code)]
 fn driver_future_is_send<P: MediaPort>(task: CallTask<P>) {
-    let fut = task.run();
+    let fut = task.run_with_port();
     assert_send(&fut);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn lateness_quantiles_resolve_to_the_bucket_and_cap_at_the_max() {
+        let mut h = LatenessHistogram::default();
+        assert_eq!(h.quantile(0.99), Duration::ZERO);
+        for _ in 0..98 {
+            h.record(us(250));
+        }
+        h.record(us(4_200));
+        h.record(us(12_345));
+        assert_eq!(h.count(), 100);
+        // 250 µs lands in [200, 300): reported as the bucket's upper edge.
+        assert_eq!(h.quantile(0.5), us(300));
+        assert_eq!(h.quantile(0.98), us(300));
+        assert_eq!(h.quantile(0.99), us(4_300));
+        assert_eq!(h.quantile(1.0), us(12_345));
+        assert_eq!(h.max(), us(12_345));
+    }
+
+    #[test]
+    fn lateness_buckets_widen_with_lateness() {
+        assert_eq!(lateness_bucket(0), 0);
+        assert_eq!(lateness_bucket(19_999), 199);
+        assert_eq!(lateness_bucket_end(199), Some(20_000));
+        assert_eq!(lateness_bucket(20_000), 200);
+        assert_eq!(lateness_bucket_end(200), Some(21_000));
+        assert_eq!(lateness_bucket(99_999), 279);
+        assert_eq!(lateness_bucket_end(279), Some(100_000));
+        assert_eq!(lateness_bucket(100_000), 280);
+        assert_eq!(lateness_bucket_end(280), Some(110_000));
+        assert_eq!(lateness_bucket(999_999), 369);
+        assert_eq!(lateness_bucket_end(369), Some(1_000_000));
+        assert_eq!(lateness_bucket(1_000_000), LATENESS_BUCKETS - 1);
+        assert_eq!(lateness_bucket(u64::MAX), LATENESS_BUCKETS - 1);
+        assert_eq!(lateness_bucket_end(LATENESS_BUCKETS - 1), None);
+        // Every bucket starts where the one before it ends.
+        for i in 1..LATENESS_BUCKETS {
+            let start = lateness_bucket_end(i - 1).expect("closed bucket");
+            assert_eq!(lateness_bucket(start), i);
+            assert_eq!(lateness_bucket(start - 1), i - 1);
+        }
+    }
+
+    #[test]
+    fn lateness_overflow_bucket_and_merge() {
+        let mut a = LatenessHistogram::default();
+        a.record(Duration::from_secs(3));
+        assert_eq!(a.buckets()[LATENESS_BUCKETS - 1], 1);
+        assert_eq!(a.quantile(0.5), Duration::from_secs(3));
+        let mut b = LatenessHistogram::default();
+        b.record(us(50));
+        b.record(us(42_500));
+        b.merge(&a);
+        assert_eq!(b.count(), 3);
+        assert_eq!(b.buckets()[0], 1);
+        assert_eq!(b.quantile(0.6), us(43_000));
+        assert_eq!(b.max(), Duration::from_secs(3));
+        let json = serde_json::to_value(b).expect("serializes");
+        assert_eq!(json["total"], 3);
+        assert_eq!(
+            json["buckets"],
+            serde_json::json!([[100, 1], [43_000, 1], [null, 1]])
+        );
+    }
 }

@@ -195,6 +195,9 @@ async fn slow_event_reader_loses_nothing_and_never_stalls_media() {
     // The media clock ran the whole time: one tick per 20 ms.
     assert!(outcome.media.ticks >= 749, "ticks {}", outcome.media.ticks);
     assert_eq!(outcome.media.late_ticks, 0);
+    // Every tick's pacing is in the lateness histogram; on virtual time none is late.
+    assert_eq!(outcome.media.lateness.count(), outcome.media.ticks);
+    assert_eq!(outcome.media.lateness.max(), Duration::ZERO);
     // One frame per tick, plus the final silence sent at hang-up.
     assert_eq!(agent.lock().unwrap().len() as u64, outcome.media.ticks + 1);
 }
@@ -244,4 +247,63 @@ async fn host_commands_reach_the_live_call() {
         spoken.as_deref(),
         Some("Your verification code is four two.")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_starts_when_its_audio_arrives_not_at_the_next_tick() {
+    let settings = CallSettings {
+        first_message: Some("Hello there.".into()),
+        ..Default::default()
+    };
+    let agent = Arc::new(Mutex::new(Vec::new()));
+    let port = PcmPort {
+        speech: Vec::new(),
+        sample: 0,
+        agent: agent.clone(),
+    };
+    // The greeting's audio arrives 125 ms in, between the ticks at 120 and 140 ms.
+    let tts = ScriptedTts {
+        first_byte_latency: s(125),
+        ..Default::default()
+    };
+    let (task, control, _events) = new_call(
+        settings,
+        ProviderSet {
+            stt: Some(Arc::new(ScriptedStt::new(Vec::<String>::new()))),
+            llm: Some(Arc::new(ScriptedLlm::always("Fine."))),
+            tts: Some(Arc::new(tts)),
+            realtime: None,
+        },
+        port,
+        DriverOptions::default(),
+    );
+    let call = tokio::spawn(task.run());
+    tokio::time::sleep(s(2000)).await;
+    control.hang_up().unwrap();
+    let outcome = call.await.unwrap();
+    let sent = agent.lock().unwrap().clone();
+    let first = sent
+        .iter()
+        .position(|(_, voiced)| *voiced)
+        .expect("greeting sent");
+    assert_eq!(
+        sent[first].0,
+        s(125),
+        "first frame at once: {:?}",
+        &sent[..first + 2]
+    );
+    // Then on the clock, one frame per slot: no slot is sent twice or skipped.
+    assert_eq!(sent[first + 1].0, s(140));
+    assert_eq!(sent[first + 2].0, s(160));
+    assert_eq!(
+        sent[..first].iter().filter(|(_, voiced)| !voiced).count(),
+        first,
+        "the slots before it were silence"
+    );
+    assert_eq!(
+        first, 6,
+        "slots 0..=100 ms were silent; the 120 ms slot took the audio"
+    );
+    assert_eq!(sent.len() as u64, outcome.media.ticks + 1);
+    assert_eq!(outcome.media.late_ticks, 0);
 }

@@ -465,6 +465,11 @@ impl Call {
         !self.speech_order.is_empty()
     }
 
+    /// True when [`Call::pull_agent_frame`] would return audio now (queued and not paused).
+    pub fn agent_audio_ready(&self) -> bool {
+        !self.playout.is_paused() && !self.playout.is_empty()
+    }
+
     /// Takes the next action for the driver.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()

@@ -80,7 +80,6 @@ pub struct InboundMedia {
     jitter_delay: (Duration, Duration, Duration),
     caller_rate: SampleRate,
     dtmf: Option<(u8, DtmfReceiver)>,
-    decoded: AudioFrame,
     counters: InboundCounters,
     /// Consecutive ticks with nothing buffered while the stream is playing.
     underrun_ticks: u32,
@@ -109,7 +108,6 @@ impl InboundMedia {
             jitter_delay: config.jitter_delay,
             caller_rate: config.caller_rate,
             dtmf,
-            decoded: AudioFrame::silent(config.caller_rate),
             counters: InboundCounters::default(),
             underrun_ticks: 0,
         };
@@ -144,6 +142,12 @@ impl InboundMedia {
     /// The jitter buffer's current target delay.
     pub fn jitter_delay(&self) -> Option<Duration> {
         self.jitter.as_ref().map(|j| j.target_delay())
+    }
+
+    /// The jitter buffer's counters and gauges (delay, target, adjustments), once a stream
+    /// format is known.
+    pub fn jitter_stats(&self) -> Option<voxline_codecs::JitterStats> {
+        self.jitter.as_ref().map(|j| j.stats())
     }
 
     /// RFC 3550 receiver statistics of the locked source.
@@ -190,7 +194,6 @@ impl InboundMedia {
         sc.untimed_payload_type = self.dtmf.as_ref().map(|(pt, _)| *pt);
         self.source = Some(RtpSource::new(sc));
         self.decoder = Some((pt, decoder));
-        self.decoded = AudioFrame::silent(rate);
         Ok(())
     }
 
@@ -386,11 +389,11 @@ impl InboundMedia {
             FrameOrigin::Recovered => self.counters.frames_recovered += 1,
             _ => self.counters.frames_decoded += 1,
         }
-        self.decoded = frame;
+        // Straight from the decoder into `out` (a frame is 2 KB: one copy less per frame).
         match self.resampler.as_mut() {
-            Some(r) => r.process_into(&self.decoded, out).is_ok(),
+            Some(r) => r.process_into(&frame, out).is_ok(),
             None => {
-                *out = self.decoded;
+                *out = frame;
                 true
             }
         }

@@ -191,6 +191,9 @@ pub struct ScriptedLlm {
     pub token_interval: Duration,
     /// Requests seen, for assertions.
     pub requests: Arc<Mutex<Vec<LlmRequest>>>,
+    /// Keep every request in `requests` (default). Long-running load turns it off: each request
+    /// holds the whole history, so the log would grow with the square of the turns.
+    pub record_requests: bool,
 }
 
 impl ScriptedLlm {
@@ -201,6 +204,7 @@ impl ScriptedLlm {
             first_token_latency: Duration::from_millis(200),
             token_interval: Duration::from_millis(10),
             requests: Arc::new(Mutex::new(Vec::new())),
+            record_requests: true,
         }
     }
 
@@ -233,8 +237,10 @@ impl LlmProvider for ScriptedLlm {
         events: mpsc::UnboundedSender<LlmEvent>,
     ) -> BoxFuture<'static, Result<(), ProviderError>> {
         let replies = (self.rule)(&request);
-        if let Ok(mut r) = self.requests.lock() {
-            r.push(request);
+        if self.record_requests {
+            if let Ok(mut r) = self.requests.lock() {
+                r.push(request);
+            }
         }
         let first = self.first_token_latency;
         let interval = self.token_interval;
@@ -285,6 +291,10 @@ pub struct ScriptedTts {
     pub rate: SampleRate,
     /// Render faster than real time (like real TTS), chunk by chunk with no pacing.
     pub chunk: Duration,
+    /// Pre-rendered audio at `rate` to speak instead of synthesising [`voiced_signal`], looped
+    /// as needed. Rendering then costs a copy, so load measurements do not count the stand-in's
+    /// own synthesis as engine work. `None` (default) synthesises.
+    pub clip: Option<Arc<[i16]>>,
 }
 
 impl Default for ScriptedTts {
@@ -294,7 +304,24 @@ impl Default for ScriptedTts {
             per_char: Duration::from_millis(60),
             rate: SampleRate::Hz24000,
             chunk: Duration::from_millis(100),
+            clip: None,
         }
+    }
+}
+
+/// Copies `out.len()` samples of `clip` starting at `start_sample`, wrapping at its end.
+fn copy_looped(clip: &[i16], start_sample: usize, out: &mut [i16]) {
+    if clip.is_empty() {
+        out.fill(0);
+        return;
+    }
+    let mut at = start_sample % clip.len();
+    let mut done = 0;
+    while done < out.len() {
+        let n = (clip.len() - at).min(out.len() - done);
+        out[done..done + n].copy_from_slice(&clip[at..at + n]);
+        done += n;
+        at = 0;
     }
 }
 
@@ -354,7 +381,10 @@ impl TtsProvider for ScriptedTts {
                 while done < total {
                     let n = chunk.min(total - done);
                     let mut samples = vec![0i16; n];
-                    voiced_signal(rate, produced, &mut samples);
+                    match this.clip.as_deref() {
+                        Some(clip) => copy_looped(clip, produced, &mut samples),
+                        None => voiced_signal(rate, produced, &mut samples),
+                    }
                     produced += n;
                     done += n;
                     let _ = events.send(TtsEvent::Audio { rate, samples });
@@ -621,5 +651,15 @@ mod tests {
             match_envelopes(&a, &[ENVELOPE_FLOOR_DBFS; 50], 10).is_none(),
             "flat test envelope"
         );
+    }
+
+    #[test]
+    fn clip_copies_wrap_around() {
+        let clip = [1i16, 2, 3];
+        let mut out = [0i16; 7];
+        copy_looped(&clip, 2, &mut out);
+        assert_eq!(out, [3, 1, 2, 3, 1, 2, 3]);
+        copy_looped(&[], 0, &mut out);
+        assert_eq!(out, [0; 7]);
     }
 }

@@ -1,0 +1,2207 @@
+//! The load harness behind `examples/load.rs` (the command line) and `tests/load_smoke.rs` (a
+//! short CI run): N concurrent calls through the real engine over UDP on 127.0.0.1, each against
+//! a simulated caller, measuring pacing, on-the-wire latency, CPU and memory.
+//!
+//! Per call:
+//! - **engine side**: an [`RtpPort`] over a tokio `UdpSocket` and a [`new_call`] driver task on
+//!   the engine runtime (`threads` workers, named `vx-engine`), with the in-process scripted
+//!   providers of `voxline_engine::testkit` (STT, LLM and TTS stand-ins with fixed latencies);
+//! - **caller side**: a task on a separate runtime (`vx-caller` threads) with its own UDP socket
+//!   that streams RTP in real time — speech while talking, faint room noise otherwise — and
+//!   decodes every agent packet to tell audible agent audio from silence.
+//!
+//! The callers' voice is encoded once before the calls start and only renumbered per packet, and
+//! the callers run on their own threads, so the engine's CPU can be read from its own threads.
+//! After the load, the same number of frames goes through the codec, resampler and VAD alone on
+//! one thread (the codec floor), for the engine-to-floor ratio.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, MissedTickBehavior};
+use voxline::codecs::rtp::SenderConfig;
+use voxline::codecs::{
+    AudioFrame, CodecError, FrameDecoder, FrameEncoder, JitterStats, OpusConfig, OpusEncoder,
+    PacketDuration, PayloadFormat, PayloadRegistry, Resampler, RtpError, RtpPacket, RtpSender,
+    SampleRate,
+};
+use voxline::engine::call::chunker::TextChunker;
+use voxline::engine::call::{CallEvent, CallSettings, EndReason};
+use voxline::engine::driver::{
+    new_call, DriverOptions, EventStream, LatenessHistogram, MediaCounters, ProviderSet,
+};
+use voxline::engine::media::{InboundCounters, MediaConfig, MediaError, OutboundCounters, RtpPort};
+use voxline::engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt, ScriptedTts};
+use voxline::engine::vad::{VadConfig, VadError, VoiceDetector};
+
+/// One 20 ms frame.
+const FRAME: Duration = Duration::from_millis(20);
+/// Frames of caller audio at least this loud count as speech (the scripted STT's threshold).
+const SPEECH_DBFS: f32 = -45.0;
+/// Decoded agent frames louder than this are audible agent audio.
+const AUDIBLE_DBFS: f32 = -50.0;
+/// Pauses inside the caller's WAV longer than this many frames are shortened to it, so a turn
+/// never ends in the middle (the engine's VAD stops after 300 ms of silence).
+const MAX_KEPT_PAUSE_FRAMES: usize = 6;
+/// The caller starts talking this long after the agent's last audible packet.
+const REPLY_GAP: Duration = Duration::from_millis(600);
+/// A barging caller starts talking this long into the agent's answer.
+const BARGE_IN_AFTER: Duration = Duration::from_millis(1000);
+/// No agent audio this long after the caller stopped (or since listening began): talk again.
+const NO_ANSWER: Duration = Duration::from_secs(6);
+/// A barge-in is over when the agent has been inaudible at the caller this long.
+const BARGE_IN_SETTLED: Duration = Duration::from_millis(300);
+/// Turn lengths vary by up to this much either way around the configured talk time.
+const TALK_SPREAD_MS: u64 = 500;
+/// A WAV turn may run this much past its talk time to end at a natural pause.
+const MAX_TALK_EXTENSION: Duration = Duration::from_millis(1500);
+/// A caller or engine tick later than this missed its deadline.
+const LATE: Duration = Duration::from_millis(10);
+/// The Opus payload type both sides negotiate.
+const OPUS_PT: u8 = 111;
+/// Linux reports process CPU times in USER_HZ ticks, 100 per second on every common architecture.
+const USER_HZ: f64 = 100.0;
+/// Name of the engine runtime's threads (CPU is attributed by thread name).
+const ENGINE_THREAD: &str = "vx-engine";
+/// Name of the simulated callers' runtime threads.
+const CALLER_THREAD: &str = "vx-caller";
+
+/// What the agent says when the call starts (about 3.7 s of TTS).
+const GREETING: &str = "Hello, thanks for calling the clinic. How can I help you today?";
+/// The agent's answer to every caller turn (about 2.9 s of TTS).
+const REPLY: &str = "Sure, I can help with that. Monday at ten works.";
+/// What the scripted STT hears, turn after turn.
+const USER_LINES: [&str; 5] = [
+    "I would like to book a cleaning",
+    "Do you have anything next week",
+    "What about Monday morning",
+    "Sorry, one more question",
+    "Thanks, that works for me",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+/// The codec the calls use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// Opus, 48 kHz RTP clock; the engine decodes to 16 kHz and encodes 24 kHz TTS directly.
+    Opus,
+    /// G.711 µ-law, 8 kHz; TTS is resampled 24 → 8 kHz.
+    Pcmu,
+}
+
+impl Codec {
+    /// The name used on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Opus => "opus",
+            Codec::Pcmu => "pcmu",
+        }
+    }
+
+    fn payload_type(self) -> u8 {
+        match self {
+            Codec::Opus => OPUS_PT,
+            Codec::Pcmu => 0,
+        }
+    }
+
+    fn ticks_per_frame(self) -> u32 {
+        match self {
+            Codec::Opus => 960,
+            Codec::Pcmu => 160,
+        }
+    }
+
+    /// The rate the simulated caller's voice is encoded at.
+    fn caller_send_rate(self) -> SampleRate {
+        match self {
+            Codec::Opus => SampleRate::Hz48000,
+            Codec::Pcmu => SampleRate::Hz8000,
+        }
+    }
+
+    /// The rate the engine decodes the caller to (VAD and STT).
+    fn engine_caller_rate(self) -> SampleRate {
+        match self {
+            Codec::Opus => SampleRate::Hz16000,
+            Codec::Pcmu => SampleRate::Hz8000,
+        }
+    }
+
+    /// The format the engine encodes the agent with (and the callers' decoders expect).
+    fn engine_format(self) -> PayloadFormat {
+        match self {
+            Codec::Opus => PayloadFormat::Opus {
+                pcm_rate: SampleRate::Hz24000,
+            },
+            Codec::Pcmu => PayloadFormat::Pcmu,
+        }
+    }
+}
+
+/// Where the simulated caller's voice comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallerVoice {
+    /// `assets/caller.wav` when the file exists, else the synthetic signal.
+    Default,
+    /// A spoken WAV file: 16 kHz, mono, 16-bit.
+    Wav(PathBuf),
+    /// The engine's synthetic voiced signal (`testkit::voiced_signal`), continuous speech.
+    Synthetic,
+}
+
+/// Latencies of the in-process provider stand-ins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProviderLatencies {
+    /// STT: finalize request → final transcript.
+    pub stt_final: Duration,
+    /// LLM: request → first token.
+    pub llm_first_token: Duration,
+    /// LLM: between streamed words.
+    pub llm_token_interval: Duration,
+    /// TTS: text → first audio.
+    pub tts_first_byte: Duration,
+}
+
+impl Default for ProviderLatencies {
+    fn default() -> Self {
+        ProviderLatencies {
+            stt_final: Duration::from_millis(150),
+            llm_first_token: Duration::from_millis(200),
+            llm_token_interval: Duration::from_millis(10),
+            tts_first_byte: Duration::from_millis(120),
+        }
+    }
+}
+
+/// One load run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadConfig {
+    /// Concurrent calls.
+    pub calls: usize,
+    /// Length of each call, in seconds.
+    pub seconds: u64,
+    /// Codec of every call.
+    pub codec: Codec,
+    /// Worker threads of the engine runtime.
+    pub threads: usize,
+    /// Worker threads of the simulated callers' runtime.
+    pub caller_threads: usize,
+    /// Call starts are spread evenly over this window.
+    pub stagger: Duration,
+    /// Calls are answered (the agent greets) after a delay spread over this window, so their
+    /// conversations run at unrelated phases — about half the agents speak at any moment — as
+    /// calls that started at random times would. Before the answer the call rings with media
+    /// flowing (the engine decodes the caller's line; the agent is silent).
+    pub answer_spread: Duration,
+    /// Opus encoder complexity of the engine (0–10).
+    pub complexity: u8,
+    /// Provider stand-in latencies.
+    pub providers: ProviderLatencies,
+    /// Typical length of a caller turn.
+    pub talk: Duration,
+    /// Every n-th agent answer is interrupted by the caller (0 = never).
+    pub barge_in_every: u32,
+    /// Keep the engine's default of pausing the agent as soon as the caller speaks (false
+    /// interruption handling); off, the agent is cut at the barge-in decision.
+    pub pause_on_speech: bool,
+    /// The caller's voice.
+    pub voice: CallerVoice,
+    /// Measure the codec floor on at most this many frames per direction and scale up.
+    pub floor_frames: Option<u64>,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig {
+            calls: 50,
+            seconds: 20,
+            codec: Codec::Opus,
+            threads: cores(),
+            caller_threads: 1,
+            stagger: Duration::from_millis(1000),
+            answer_spread: Duration::from_millis(7000),
+            complexity: 5,
+            providers: ProviderLatencies::default(),
+            talk: Duration::from_millis(3000),
+            barge_in_every: 2,
+            pause_on_speech: false,
+            voice: CallerVoice::Default,
+            floor_frames: None,
+        }
+    }
+}
+
+/// Cores available to this process.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Print the usage text.
+    Help,
+    /// Run the load (or the 1-thread vs all-cores comparison when `scaling`).
+    Run {
+        /// The run's settings.
+        config: LoadConfig,
+        /// Run on 1 thread and on `config.threads` and report the scaling efficiency.
+        scaling: bool,
+    },
+}
+
+/// A command line that cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CliError {
+    /// An option the harness does not know.
+    #[error("unknown option `{0}` (see --help)")]
+    UnknownOption(String),
+    /// A positional argument (every setting is an option).
+    #[error("unexpected argument `{0}`: every setting is an option (see --help)")]
+    UnexpectedArgument(String),
+    /// An option given without its value.
+    #[error("option `{0}` needs a value")]
+    MissingValue(&'static str),
+    /// A flag given a value.
+    #[error("option `{0}` takes no value")]
+    UnexpectedValue(&'static str),
+    /// A value out of range or not a number.
+    #[error("invalid value `{value}` for `{option}`: expected {expected}")]
+    InvalidValue {
+        /// The option.
+        option: &'static str,
+        /// What was given.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+}
+
+/// The usage text (`--help`).
+pub const USAGE: &str = "\
+Load harness: N concurrent calls through the voxline engine over UDP on 127.0.0.1.
+
+Usage: cargo run --release --example load -- [OPTIONS]
+
+Options:
+  --calls N                concurrent calls [default: 50]
+  --seconds S              length of every call [default: 20]
+  --codec opus|pcmu        Opus (48 kHz clock, engine encoder complexity 5) or G.711 u-law
+                           [default: opus]
+  --threads T              engine runtime worker threads [default: number of cores]
+  --caller-threads C       simulated callers' runtime threads [default: 1]
+  --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
+  --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
+                           conversations (and agent speech) are out of step [default: 7000]
+  --complexity 0-10        engine Opus encoder complexity [default: 5]
+  --stt-final-ms MS        STT stand-in: finalize -> final transcript [default: 150]
+  --llm-first-token-ms MS  LLM stand-in: request -> first token [default: 200]
+  --llm-token-ms MS        LLM stand-in: between words [default: 10]
+  --tts-first-byte-ms MS   TTS stand-in: text -> first audio [default: 120]
+  --talk-ms MS             typical caller turn [default: 3000]
+  --barge-in-every N       the caller interrupts every N-th answer, 0 = never [default: 2]
+  --pause-on-speech        keep the engine's default of pausing the agent when the caller
+                           starts speaking (barge-in silence then comes at VAD start)
+  --wav PATH               caller voice: 16 kHz mono 16-bit WAV [default: assets/caller.wav
+                           when present, else a synthetic voiced signal]
+  --synthetic              use the synthetic voiced signal even if assets/caller.wav exists
+  --floor-frames N         measure the codec floor on at most N frames per direction and
+                           scale up [default: all frames]
+  --scaling                run the same calls on 1 thread and on --threads threads and
+                           report the scaling efficiency
+  -h, --help               print this text
+
+Prints one JSON object on stdout. Exit status: 0 = no deadline misses, 1 = some call missed
+deadlines (a 20 ms frame sent more than 10 ms late), 2 = bad command line, 3 = the harness
+failed (sockets, audio file, codecs).
+";
+
+/// Parses the command line (without the program name).
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
+    let mut config = LoadConfig::default();
+    let mut scaling = false;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if name == "-h" || name == "--help" {
+            return Ok(Command::Help);
+        }
+        if !name.starts_with('-') {
+            return Err(CliError::UnexpectedArgument(arg));
+        }
+        let option = option_name(&name).ok_or_else(|| CliError::UnknownOption(name.clone()))?;
+        if matches!(option, "--scaling" | "--pause-on-speech" | "--synthetic") {
+            if inline.is_some() {
+                return Err(CliError::UnexpectedValue(option));
+            }
+            match option {
+                "--scaling" => scaling = true,
+                "--pause-on-speech" => config.pause_on_speech = true,
+                _ => config.voice = CallerVoice::Synthetic,
+            }
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => args.next().ok_or(CliError::MissingValue(option))?,
+        };
+        let ms = |max: u64, expected: &'static str| {
+            number(option, &value, 0, max, expected).map(Duration::from_millis)
+        };
+        match option {
+            "--calls" => config.calls = number(option, &value, 1, 100_000, "1 to 100000")? as usize,
+            "--seconds" => config.seconds = number(option, &value, 1, 86_400, "1 to 86400")?,
+            "--codec" => {
+                config.codec = match value.as_str() {
+                    "opus" => Codec::Opus,
+                    "pcmu" => Codec::Pcmu,
+                    _ => {
+                        return Err(CliError::InvalidValue {
+                            option,
+                            value,
+                            expected: "`opus` or `pcmu`",
+                        })
+                    }
+                }
+            }
+            "--threads" => config.threads = number(option, &value, 1, 1024, "1 to 1024")? as usize,
+            "--caller-threads" => {
+                config.caller_threads = number(option, &value, 1, 1024, "1 to 1024")? as usize
+            }
+            "--stagger-ms" => config.stagger = ms(3_600_000, "0 to 3600000 (ms)")?,
+            "--answer-spread-ms" => config.answer_spread = ms(3_600_000, "0 to 3600000 (ms)")?,
+            "--complexity" => config.complexity = number(option, &value, 0, 10, "0 to 10")? as u8,
+            "--stt-final-ms" => config.providers.stt_final = ms(60_000, "0 to 60000 (ms)")?,
+            "--llm-first-token-ms" => {
+                config.providers.llm_first_token = ms(60_000, "0 to 60000 (ms)")?
+            }
+            "--llm-token-ms" => {
+                config.providers.llm_token_interval = ms(10_000, "0 to 10000 (ms)")?
+            }
+            "--tts-first-byte-ms" => {
+                config.providers.tts_first_byte = ms(60_000, "0 to 60000 (ms)")?
+            }
+            "--talk-ms" => {
+                config.talk = number(option, &value, 1000, 60_000, "1000 to 60000 (ms)")
+                    .map(Duration::from_millis)?
+            }
+            "--barge-in-every" => {
+                config.barge_in_every = number(option, &value, 0, 1000, "0 to 1000")? as u32
+            }
+            "--wav" => {
+                if value.is_empty() {
+                    return Err(CliError::InvalidValue {
+                        option,
+                        value,
+                        expected: "a file path",
+                    });
+                }
+                config.voice = CallerVoice::Wav(PathBuf::from(value));
+            }
+            "--floor-frames" => {
+                config.floor_frames = Some(number(option, &value, 1, u64::MAX, "a positive count")?)
+            }
+            _ => return Err(CliError::UnknownOption(name)),
+        }
+    }
+    Ok(Command::Run { config, scaling })
+}
+
+/// The canonical name of a known option.
+fn option_name(name: &str) -> Option<&'static str> {
+    const OPTIONS: [&str; 20] = [
+        "--calls",
+        "--seconds",
+        "--codec",
+        "--threads",
+        "--caller-threads",
+        "--stagger-ms",
+        "--answer-spread-ms",
+        "--complexity",
+        "--stt-final-ms",
+        "--llm-first-token-ms",
+        "--llm-token-ms",
+        "--tts-first-byte-ms",
+        "--talk-ms",
+        "--barge-in-every",
+        "--pause-on-speech",
+        "--wav",
+        "--synthetic",
+        "--floor-frames",
+        "--scaling",
+        "--help",
+    ];
+    OPTIONS.iter().copied().find(|o| *o == name)
+}
+
+fn number(
+    option: &'static str,
+    value: &str,
+    min: u64,
+    max: u64,
+    expected: &'static str,
+) -> Result<u64, CliError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| CliError::InvalidValue {
+            option,
+            value: value.to_string(),
+            expected,
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Why a load run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// A socket, runtime or file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What the harness was doing.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The caller WAV cannot be used.
+    #[error("caller audio {path}: {reason}")]
+    Wav {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A codec or resampler could not be set up or failed.
+    #[error("codec: {0}")]
+    Codec(#[from] CodecError),
+    /// RTP packets could not be built.
+    #[error("rtp: {0}")]
+    Rtp(#[from] RtpError),
+    /// A call's media could not be set up.
+    #[error("media: {0}")]
+    Media(#[from] MediaError),
+    /// The VAD could not be set up.
+    #[error("vad: {0}")]
+    Vad(#[from] VadError),
+    /// A payload type could not be registered.
+    #[error("payload registry: {0}")]
+    Registry(String),
+    /// A call or caller task panicked or was cancelled.
+    #[error("call task failed: {0}")]
+    Task(String),
+    /// The settings cannot be run.
+    #[error("invalid settings: {0}")]
+    Config(&'static str),
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> HarnessError {
+    move |source| HarnessError::Io { what, source }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caller audio, encoded once
+
+/// One 20 ms packet of the caller's voice.
+struct VoicePacket {
+    payload: Box<[u8]>,
+    /// The frame's source audio was speech (above [`SPEECH_DBFS`]).
+    loud: bool,
+}
+
+/// The caller's voice and room noise, encoded for the call's codec, shared by all callers.
+struct CallerAudio {
+    /// The speech reel: the voice with long pauses shortened, frame by frame.
+    speech: Vec<VoicePacket>,
+    /// One second of faint room noise, looped between turns.
+    noise: Vec<Box<[u8]>>,
+    /// Every speech frame is loud (synthetic voice): turns end exactly at their talk time.
+    all_loud: bool,
+    /// Where the voice came from, for the report.
+    source: String,
+}
+
+impl CallerAudio {
+    fn prepare(codec: Codec, voice: &CallerVoice) -> Result<CallerAudio, HarnessError> {
+        let default_wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/caller.wav");
+        let (pcm, source) = match voice {
+            CallerVoice::Wav(path) => (load_wav(path)?, path.display().to_string()),
+            CallerVoice::Default if default_wav.is_file() => {
+                (load_wav(&default_wav)?, "assets/caller.wav".to_string())
+            }
+            CallerVoice::Default | CallerVoice::Synthetic => {
+                let mut pcm = vec![0i16; 16_000 * 12];
+                voiced_signal(SampleRate::Hz16000, 0, &mut pcm);
+                (
+                    pcm,
+                    "synthetic voiced signal (testkit::voiced_signal)".to_string(),
+                )
+            }
+        };
+        let rate = SampleRate::Hz16000;
+        let mut reel: Vec<(AudioFrame, bool)> = Vec::new();
+        let mut quiet_run = 0usize;
+        for chunk in pcm.chunks_exact(rate.frame_samples()) {
+            let frame = AudioFrame::from_samples(rate, chunk)?;
+            let loud = frame.level_dbfs() >= SPEECH_DBFS;
+            if loud {
+                quiet_run = 0;
+                reel.push((frame, true));
+            } else {
+                quiet_run += 1;
+                if !reel.is_empty() && quiet_run <= MAX_KEPT_PAUSE_FRAMES {
+                    reel.push((frame, false));
+                }
+            }
+        }
+        while reel.last().is_some_and(|(_, loud)| !loud) {
+            reel.pop();
+        }
+        let loud_frames = reel.iter().filter(|(_, loud)| *loud).count();
+        if loud_frames < 50 {
+            return Err(HarnessError::Wav {
+                path: source,
+                reason: format!(
+                    "holds {} ms of speech above {SPEECH_DBFS} dBFS; at least 1 s is needed",
+                    loud_frames * 20
+                ),
+            });
+        }
+        let send_rate = codec.caller_send_rate();
+        let mut resampler = Resampler::new(rate, send_rate)?;
+        let mut encoder = match codec {
+            Codec::Opus => FrameEncoder::from(OpusEncoder::new(send_rate, OpusConfig::default())?),
+            Codec::Pcmu => FrameEncoder::new(PayloadFormat::Pcmu, PacketDuration::Ms20)?,
+        };
+        let mut resampled = AudioFrame::silent(send_rate);
+        let mut buf = [0u8; 1500];
+        let mut encode = |frame: &AudioFrame| -> Result<Box<[u8]>, HarnessError> {
+            encoder.push_frame(frame)?;
+            let packet = encoder.next_packet(&mut buf)?.ok_or(HarnessError::Config(
+                "the caller encoder buffered a 20 ms frame",
+            ))?;
+            Ok(buf[..packet.len].into())
+        };
+        let mut speech = Vec::with_capacity(reel.len());
+        for (frame, loud) in &reel {
+            resampler.process_into(frame, &mut resampled)?;
+            speech.push(VoicePacket {
+                payload: encode(&resampled)?,
+                loud: *loud,
+            });
+        }
+        // Room noise from its own encoder, looped: the first pass only primes the encoder, so
+        // the loop's first packet carries no tail of the speech (lookahead, in-band FEC) and
+        // wraps around seamlessly.
+        let mut encoder = match codec {
+            Codec::Opus => FrameEncoder::from(OpusEncoder::new(send_rate, OpusConfig::default())?),
+            Codec::Pcmu => FrameEncoder::new(PayloadFormat::Pcmu, PacketDuration::Ms20)?,
+        };
+        let mut noise = Vec::with_capacity(50);
+        let mut frame = AudioFrame::silent(send_rate);
+        for pass in 0..2 {
+            let mut lcg = Lcg::new(0x5eed);
+            for _ in 0..50 {
+                // Uniform noise of ±24: about -67 dBFS, under the VAD's energy floor.
+                for s in frame.samples_mut() {
+                    *s = (lcg.next_u64() % 49) as i16 - 24;
+                }
+                encoder.push_frame(&frame)?;
+                let packet = encoder.next_packet(&mut buf)?.ok_or(HarnessError::Config(
+                    "the noise encoder buffered a 20 ms frame",
+                ))?;
+                if pass == 1 {
+                    noise.push(buf[..packet.len].into());
+                }
+            }
+        }
+        Ok(CallerAudio {
+            all_loud: speech.iter().all(|p| p.loud),
+            speech,
+            noise,
+            source,
+        })
+    }
+}
+
+/// How long the engine's VAD keeps calling the caller voiced after the last loud frame of a
+/// turn — webrtc-vad's own hang-over plus the codec's tail — measured on the callers' encoded
+/// audio through the engine's decoder and detector, averaged over up to 16 turn ends. The
+/// engine's configured stop hang-over counts from the end of the last *voiced* frame, so this
+/// comes on top of it.
+fn vad_tail(codec: Codec, audio: &CallerAudio) -> Result<Duration, HarnessError> {
+    let rate = codec.engine_caller_rate();
+    let format = match codec {
+        Codec::Opus => PayloadFormat::Opus { pcm_rate: rate },
+        Codec::Pcmu => PayloadFormat::Pcmu,
+    };
+    let speech = &audio.speech;
+    let ends: Vec<usize> = if audio.all_loud {
+        (150..speech.len()).step_by(150).take(16).collect()
+    } else {
+        (100..speech.len())
+            .filter(|&i| speech[i].loud && speech.get(i + 1).is_none_or(|p| !p.loud))
+            .take(16)
+            .collect()
+    };
+    let (mut total, mut turns) = (0usize, 0u32);
+    for end in ends {
+        let mut decoder = FrameDecoder::new(format)?;
+        let mut vad = VoiceDetector::new(rate, VadConfig::default())?;
+        let start = end - 100;
+        let packets = speech[start..=end]
+            .iter()
+            .map(|p| &p.payload[..])
+            .chain(audio.noise.iter().cycle().take(40).map(|p| &p[..]));
+        let mut last_voiced = None;
+        for (k, payload) in packets.enumerate() {
+            if decoder.decode(payload).is_err() {
+                continue;
+            }
+            while let Some(frame) = decoder.next_frame() {
+                let at = FRAME * k as u32;
+                if vad.process(at, &frame).voiced == Some(true) {
+                    last_voiced = Some(k);
+                }
+            }
+        }
+        if let Some(k) = last_voiced {
+            total += k.saturating_sub(end - start);
+            turns += 1;
+        }
+    }
+    Ok(if turns == 0 {
+        Duration::ZERO
+    } else {
+        FRAME * total as u32 / turns
+    })
+}
+
+/// Reads a 16 kHz mono 16-bit WAV and normalises its peak to -3 dBFS.
+fn load_wav(path: &Path) -> Result<Vec<i16>, HarnessError> {
+    let fail = |reason: String| HarnessError::Wav {
+        path: path.display().to_string(),
+        reason,
+    };
+    let reader = hound::WavReader::open(path).map_err(|e| fail(e.to_string()))?;
+    let spec = reader.spec();
+    if spec.channels != 1
+        || spec.sample_rate != 16_000
+        || spec.bits_per_sample != 16
+        || spec.sample_format != hound::SampleFormat::Int
+    {
+        return Err(fail(format!(
+            "expected 16 kHz mono 16-bit PCM, found {} Hz, {} channel(s), {}-bit {:?}",
+            spec.sample_rate, spec.channels, spec.bits_per_sample, spec.sample_format
+        )));
+    }
+    let mut pcm = reader
+        .into_samples::<i16>()
+        .collect::<Result<Vec<i16>, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    let peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+    if peak > 0 {
+        let gain = 0.708 * 32767.0 / f32::from(peak);
+        for s in &mut pcm {
+            *s = (f32::from(*s) * gain).round().clamp(-32768.0, 32767.0) as i16;
+        }
+    }
+    Ok(pcm)
+}
+
+/// A small deterministic generator (numbering, turn lengths, noise).
+struct Lcg(u64);
+
+impl Lcg {
+    fn new(seed: u64) -> Self {
+        Lcg(seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1))
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What every call shares
+
+struct Shared {
+    config: LoadConfig,
+    audio: CallerAudio,
+    /// The TTS stand-in's voice: 5 s of the voiced signal at 24 kHz, looped.
+    tts_clip: Arc<[i16]>,
+    /// See [`vad_tail`].
+    vad_tail: Duration,
+}
+
+impl Shared {
+    fn media_config(&self, caller: SocketAddr) -> Result<MediaConfig, HarnessError> {
+        let codec = self.config.codec;
+        let mut registry = PayloadRegistry::new();
+        if codec == Codec::Opus {
+            registry
+                .insert(OPUS_PT, codec.engine_format())
+                .map_err(|e| HarnessError::Registry(e.to_string()))?;
+        }
+        let mut media = MediaConfig::new(registry, codec.payload_type());
+        media.remote = Some(caller);
+        media.opus.complexity = self.config.complexity;
+        Ok(media)
+    }
+
+    fn settings(&self) -> CallSettings {
+        let mut settings = CallSettings {
+            first_message: Some(GREETING.to_string()),
+            ..Default::default()
+        };
+        if !self.config.pause_on_speech {
+            settings.turn.false_interruption_timeout = None;
+        }
+        settings
+    }
+
+    fn providers(&self, call: usize) -> ProviderSet {
+        let latencies = self.config.providers;
+        // More transcripts than the call can have turns (each turn is at least 3 s of talk).
+        let turns = (self.config.seconds / 3 + 8) as usize;
+        let script = (0..turns).map(|k| USER_LINES[(call + k) % USER_LINES.len()]);
+        let mut stt = ScriptedStt::new(script);
+        stt.final_latency = latencies.stt_final;
+        let mut llm = ScriptedLlm::always(REPLY);
+        llm.first_token_latency = latencies.llm_first_token;
+        llm.token_interval = latencies.llm_token_interval;
+        llm.record_requests = false;
+        let tts = ScriptedTts {
+            first_byte_latency: latencies.tts_first_byte,
+            clip: Some(self.tts_clip.clone()),
+            ..Default::default()
+        };
+        ProviderSet {
+            stt: Some(Arc::new(stt)),
+            llm: Some(Arc::new(llm)),
+            tts: Some(Arc::new(tts)),
+            realtime: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulated caller
+
+/// What one simulated caller sent and observed.
+#[derive(Debug, Default)]
+struct CallerReport {
+    /// Speech packets sent.
+    speech_packets: u64,
+    /// Room-noise packets sent.
+    noise_packets: u64,
+    /// Packets the socket refused (full buffer or an error).
+    send_failures: u64,
+    /// Caller ticks more than 10 ms late (the harness itself was short of CPU).
+    late_ticks: u64,
+    /// Agent packets received.
+    agent_packets: u64,
+    /// Agent packets that decoded to audible audio.
+    agent_audible: u64,
+    /// Agent packets missing from the sequence.
+    agent_lost: u64,
+    /// Agent datagrams that were not valid RTP.
+    agent_invalid: u64,
+    /// Voice-to-voice on the wire: the caller's last speech packet sent → first audible agent
+    /// packet received.
+    v2v: Vec<Duration>,
+    /// Barge-in on the wire: the caller's first speech packet sent → the end of the last audible
+    /// agent packet (its arrival + 20 ms).
+    barge_in: Vec<Duration>,
+    /// Barge-ins after which the agent was still audible when the caller stopped talking.
+    barge_in_failed: u32,
+    /// Turns after which no agent audio came within [`NO_ANSWER`].
+    unanswered: u32,
+}
+
+/// An interruption being measured.
+#[derive(Debug, Default)]
+struct BargeIn {
+    /// When the caller's first speech packet went out.
+    onset: Option<Instant>,
+    /// The last audible agent packet after the onset.
+    last_audible: Option<Instant>,
+    /// The agent has been inaudible for [`BARGE_IN_SETTLED`]: measured.
+    settled: bool,
+}
+
+/// The caller's side of the conversation.
+#[derive(Debug)]
+enum Phase {
+    /// Listening to the agent (greeting or answer) and sending room noise.
+    Listen {
+        since: Instant,
+        /// First audible agent packet of this answer.
+        heard: Option<Instant>,
+        /// Interrupt this answer.
+        barge_in: bool,
+    },
+    /// Talking: sending the speech reel.
+    Talk {
+        until: Instant,
+        hard_stop: Instant,
+        last_loud: Option<Instant>,
+        barge: Option<BargeIn>,
+    },
+    /// Done talking: waiting for the agent's answer.
+    Wait { speech_end: Instant },
+}
+
+/// A simulated caller: its RTP stream, its decoder and its turn-taking.
+struct Caller {
+    shared: Arc<Shared>,
+    sender: RtpSender,
+    decoder: FrameDecoder,
+    rng: Lcg,
+    cursor: usize,
+    noise_at: usize,
+    phase: Phase,
+    answers: u32,
+    last_audible: Option<Instant>,
+    expected_seq: Option<u16>,
+    packet: [u8; 1600],
+    report: CallerReport,
+}
+
+impl Caller {
+    /// Caller `index`, listening for the greeting from `answered_at` on.
+    fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        answered_at: Instant,
+    ) -> Result<Caller, HarnessError> {
+        let codec = shared.config.codec;
+        let mut rng = Lcg::new(index as u64 + 1);
+        let mut sender = RtpSender::new(SenderConfig {
+            ssrc: rng.next_u64() as u32,
+            payload_type: codec.payload_type(),
+            initial_sequence: rng.next_u64() as u16,
+            initial_timestamp: rng.next_u64() as u32,
+            ticks_per_frame: codec.ticks_per_frame(),
+        })?;
+        sender.start_talk_spurt();
+        let listen_format = match codec {
+            // The cheapest rate to tell sound from silence; libopus decodes any packet at any rate.
+            Codec::Opus => PayloadFormat::Opus {
+                pcm_rate: SampleRate::Hz8000,
+            },
+            Codec::Pcmu => PayloadFormat::Pcmu,
+        };
+        let cursor = (index * 7919) % shared.audio.speech.len();
+        Ok(Caller {
+            decoder: FrameDecoder::new(listen_format)?,
+            shared,
+            sender,
+            rng,
+            cursor,
+            noise_at: 0,
+            phase: Phase::Listen {
+                since: answered_at,
+                heard: None,
+                barge_in: false,
+            },
+            answers: 0,
+            last_audible: None,
+            expected_seq: None,
+            packet: [0; 1600],
+            report: CallerReport::default(),
+        })
+    }
+
+    fn start_talking(&mut self, now: Instant, barge: bool) {
+        let spread = self.rng.next_u64() % (2 * TALK_SPREAD_MS + 1);
+        let talk = (self.shared.config.talk + Duration::from_millis(spread))
+            .saturating_sub(Duration::from_millis(TALK_SPREAD_MS));
+        self.phase = Phase::Talk {
+            until: now + talk,
+            hard_stop: now + talk + MAX_TALK_EXTENSION,
+            last_loud: None,
+            barge: barge.then(BargeIn::default),
+        };
+    }
+
+    /// One 20 ms tick: turn-taking, then the packet to send now.
+    fn on_tick(&mut self, now: Instant) -> Result<&[u8], HarnessError> {
+        match self.phase {
+            Phase::Listen {
+                since,
+                heard,
+                barge_in,
+            } => {
+                let agent_recent = self.last_audible.is_some_and(|t| now < t + 5 * FRAME);
+                let agent_done = self.last_audible.is_some_and(|t| now >= t + REPLY_GAP);
+                match heard {
+                    Some(h) if barge_in && agent_recent && now >= h + BARGE_IN_AFTER => {
+                        self.start_talking(now, true)
+                    }
+                    Some(_) if agent_done => self.start_talking(now, false),
+                    None if now >= since + NO_ANSWER => {
+                        self.report.unanswered += 1;
+                        self.start_talking(now, false);
+                    }
+                    _ => {}
+                }
+            }
+            Phase::Wait { speech_end } => {
+                if now >= speech_end + NO_ANSWER {
+                    self.report.unanswered += 1;
+                    self.start_talking(now, false);
+                }
+            }
+            Phase::Talk { .. } => {}
+        }
+        let reel = &self.shared.audio.speech;
+        let (payload, loud): (&[u8], bool) = if matches!(self.phase, Phase::Talk { .. }) {
+            let p = &reel[self.cursor];
+            self.cursor = (self.cursor + 1) % reel.len();
+            self.report.speech_packets += 1;
+            (&p.payload, p.loud)
+        } else {
+            let noise = &self.shared.audio.noise;
+            let p = &noise[self.noise_at % noise.len()];
+            self.noise_at += 1;
+            self.report.noise_packets += 1;
+            (p, false)
+        };
+        let n = self.sender.write_frame(payload, &mut self.packet)?;
+        if let Phase::Talk {
+            until,
+            hard_stop,
+            last_loud,
+            barge,
+        } = &mut self.phase
+        {
+            // The packet leaves right after this tick: its send time is `now`.
+            if loud {
+                *last_loud = Some(now);
+                if let Some(b) = barge.as_mut() {
+                    b.onset.get_or_insert(now);
+                }
+            }
+            if let Some(b) = barge.as_mut().filter(|b| !b.settled) {
+                if let Some(onset) = b.onset {
+                    match b.last_audible {
+                        Some(t) if now >= t + BARGE_IN_SETTLED => {
+                            b.settled = true;
+                            // The agent is silent once the last audible packet's 20 ms have played.
+                            let silent = t + FRAME;
+                            self.report
+                                .barge_in
+                                .push(silent.saturating_duration_since(onset));
+                        }
+                        // The agent had already stopped on its own: nothing to measure.
+                        None if now >= onset + BARGE_IN_SETTLED => b.settled = true,
+                        _ => {}
+                    }
+                }
+            }
+            let next_quiet = !reel[self.cursor].loud;
+            let natural_end = loud && (next_quiet || self.shared.audio.all_loud);
+            if (now >= *until && natural_end) || now >= *hard_stop {
+                let failed = barge.as_ref().is_some_and(|b| !b.settled);
+                let end = *last_loud;
+                self.phase = match end {
+                    _ if failed => {
+                        // The agent talked through the interruption: listen to it finish.
+                        self.report.barge_in_failed += 1;
+                        Phase::Listen {
+                            since: now,
+                            heard: Some(now),
+                            barge_in: false,
+                        }
+                    }
+                    Some(speech_end) => Phase::Wait { speech_end },
+                    None => Phase::Listen {
+                        since: now,
+                        heard: None,
+                        barge_in: false,
+                    },
+                };
+            }
+        }
+        Ok(&self.packet[..n])
+    }
+
+    /// An agent packet arrived at `now`.
+    fn on_agent_packet(&mut self, now: Instant, datagram: &[u8]) {
+        let Ok(packet) = RtpPacket::parse(datagram) else {
+            self.report.agent_invalid += 1;
+            return;
+        };
+        self.report.agent_packets += 1;
+        let seq = packet.sequence();
+        match self.expected_seq {
+            Some(expected) => {
+                let ahead = seq.wrapping_sub(expected);
+                if ahead < 0x8000 {
+                    self.report.agent_lost += u64::from(ahead);
+                    self.expected_seq = Some(seq.wrapping_add(1));
+                }
+            }
+            None => self.expected_seq = Some(seq.wrapping_add(1)),
+        }
+        let mut audible = false;
+        if self.decoder.decode(packet.payload()).is_ok() {
+            while let Some(frame) = self.decoder.next_frame() {
+                audible |= frame.level_dbfs() > AUDIBLE_DBFS;
+            }
+        }
+        if !audible {
+            return;
+        }
+        self.report.agent_audible += 1;
+        self.last_audible = Some(now);
+        match &mut self.phase {
+            Phase::Wait { speech_end } => {
+                self.report
+                    .v2v
+                    .push(now.saturating_duration_since(*speech_end));
+                self.answers += 1;
+                let every = self.shared.config.barge_in_every;
+                self.phase = Phase::Listen {
+                    since: now,
+                    heard: Some(now),
+                    barge_in: self.answers.checked_rem(every) == Some(0),
+                };
+            }
+            Phase::Listen { heard, .. } => {
+                heard.get_or_insert(now);
+            }
+            Phase::Talk { barge: Some(b), .. } => {
+                if b.onset.is_some() && !b.settled {
+                    b.last_audible = Some(now);
+                }
+            }
+            Phase::Talk { barge: None, .. } => {}
+        }
+    }
+}
+
+/// Streams the caller's RTP until `until`, answering the agent as a person would.
+async fn run_caller(
+    mut caller: Caller,
+    socket: UdpSocket,
+    engine: SocketAddr,
+    until: Instant,
+) -> Result<CallerReport, HarnessError> {
+    let mut tick = tokio::time::interval(FRAME);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut buf = [0u8; 2048];
+    loop {
+        tokio::select! {
+            due = tick.tick() => {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                if now.saturating_duration_since(due) > LATE {
+                    caller.report.late_ticks += 1;
+                }
+                let packet = caller.on_tick(now)?;
+                match socket.try_send_to(packet, engine) {
+                    Ok(_) => {}
+                    Err(_) => caller.report.send_failures += 1,
+                }
+            }
+            received = socket.recv_from(&mut buf) => {
+                let (n, from) = received.map_err(io("receiving agent RTP"))?;
+                if from == engine {
+                    caller.on_agent_packet(Instant::now(), &buf[..n]);
+                }
+            }
+        }
+    }
+    Ok(caller.report)
+}
+
+// ---------------------------------------------------------------------------------------------
+// One call
+
+/// What the host saw on a call's event stream.
+#[derive(Debug, Default)]
+struct EventSummary {
+    /// The engine's own voice-to-voice figure per turn (`Latency` events).
+    v2v_reported_ms: Vec<u64>,
+    /// Model request → first token, as the engine saw it, per turn.
+    llm_first_token_ms: Vec<u64>,
+    /// Text → first TTS audio, as the engine saw it, per turn.
+    tts_first_audio_ms: Vec<u64>,
+    interruptions: u32,
+    provider_errors: u32,
+}
+
+async fn drain_events(mut events: EventStream) -> EventSummary {
+    let mut summary = EventSummary::default();
+    while let Some(record) = events.next().await {
+        match record.event {
+            CallEvent::Latency { latency, .. } => {
+                summary.v2v_reported_ms.push(latency.voice_to_voice_ms);
+                summary
+                    .llm_first_token_ms
+                    .extend(latency.llm_first_token_ms);
+                summary
+                    .tts_first_audio_ms
+                    .extend(latency.tts_first_audio_ms);
+            }
+            CallEvent::AgentInterrupted { .. } => summary.interruptions += 1,
+            CallEvent::ProviderError { .. } => summary.provider_errors += 1,
+            _ => {}
+        }
+    }
+    summary
+}
+
+/// Everything measured on one call.
+struct CallResult {
+    end_reason: EndReason,
+    media: MediaCounters,
+    inbound: InboundCounters,
+    inbound_lost: u64,
+    jitter: Option<JitterStats>,
+    outbound: OutboundCounters,
+    unsent: u64,
+    caller: CallerReport,
+    events: EventSummary,
+}
+
+fn bind_loopback() -> Result<(std::net::UdpSocket, SocketAddr), HarnessError> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(io(
+        "binding a UDP socket on 127.0.0.1 (too many calls for `ulimit -n`?)",
+    ))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(io("making a UDP socket non-blocking"))?;
+    let addr = socket
+        .local_addr()
+        .map_err(io("reading a socket address"))?;
+    Ok((socket, addr))
+}
+
+/// Runs call `index` from `start` for the configured length: engine task on `engine`, caller on
+/// the current runtime.
+async fn one_call(
+    index: usize,
+    start: Instant,
+    shared: Arc<Shared>,
+    engine: tokio::runtime::Handle,
+) -> Result<CallResult, HarnessError> {
+    tokio::time::sleep_until(start).await;
+    let (engine_std, engine_addr) = bind_loopback()?;
+    let (caller_std, caller_addr) = bind_loopback()?;
+    let caller_socket =
+        UdpSocket::from_std(caller_std).map_err(io("registering the caller socket"))?;
+    let media = shared.media_config(caller_addr)?;
+    let port = {
+        // The engine's socket belongs to the engine runtime's reactor.
+        let _entered = engine.enter();
+        let socket =
+            UdpSocket::from_std(engine_std).map_err(io("registering the engine socket"))?;
+        RtpPort::new(socket, &media)?
+    };
+    let options = DriverOptions {
+        auto_answer: false,
+        ..DriverOptions::default()
+    };
+    let (task, control, events) =
+        new_call(shared.settings(), shared.providers(index), port, options);
+    let now = Instant::now();
+    // Spread by the plastic number, unrelated to the clock phases' golden-ratio spread.
+    let answer_delay = shared
+        .config
+        .answer_spread
+        .mul_f64((index as f64 * 0.754_877_666_25).fract());
+    let caller = Caller::new(index, shared.clone(), now + answer_delay)?;
+    let until = now + Duration::from_secs(shared.config.seconds);
+    let call = engine.spawn(task.run_with_port());
+    let host = tokio::spawn(drain_events(events));
+    let answer = {
+        let control = control.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(answer_delay).await;
+            let _ = control.answer();
+        })
+    };
+    let caller = run_caller(caller, caller_socket, engine_addr, until).await;
+    // The caller hangs up whatever happened on its side.
+    answer.abort();
+    let _ = control.hang_up();
+    let (outcome, port) = call.await.map_err(|e| HarnessError::Task(e.to_string()))?;
+    let events = host.await.map_err(|e| HarnessError::Task(e.to_string()))?;
+    let caller = caller?;
+    Ok(CallResult {
+        end_reason: outcome.end_reason,
+        media: outcome.media,
+        inbound: port.inbound().counters(),
+        inbound_lost: port
+            .inbound()
+            .receiver_stats()
+            .map_or(0, |s| s.cumulative_lost().max(0) as u64),
+        jitter: port.inbound().jitter_stats(),
+        outbound: port.outbound().counters(),
+        unsent: port.unsent,
+        caller,
+        events,
+    })
+}
+
+/// Starts every call at its staggered time and collects them; samples RSS meanwhile.
+async fn drive(
+    shared: Arc<Shared>,
+    engine: tokio::runtime::Handle,
+) -> (Result<Vec<CallResult>, HarnessError>, Vec<(f64, u64)>) {
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(sample_rss(stop.clone(), t0));
+    let n = shared.config.calls;
+    let joins: Vec<_> = (0..n)
+        .map(|i| {
+            // Evenly over the stagger window, plus a phase within the 20 ms frame spread by the
+            // golden ratio: real calls' clocks tick at unrelated phases, and a window that is a
+            // multiple of 20 ms per call would otherwise line every call's clock up.
+            let phase = FRAME.mul_f64((i as f64 * 0.618_033_988_75).fract());
+            let offset = shared.config.stagger.mul_f64(i as f64 / n as f64) + phase;
+            tokio::spawn(one_call(i, t0 + offset, shared.clone(), engine.clone()))
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    let mut first_error = None;
+    for join in joins {
+        match join.await {
+            Ok(Ok(result)) => results.push(result),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(HarnessError::Task(e.to_string()));
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rss = sampler.await.unwrap_or_default();
+    match first_error {
+        Some(e) => (Err(e), rss),
+        None => (Ok(results), rss),
+    }
+}
+
+async fn sample_rss(stop: Arc<AtomicBool>, t0: Instant) -> Vec<(f64, u64)> {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut samples = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        if let Some(kib) = proc_status_kib("VmRSS:") {
+            samples.push((t0.elapsed().as_secs_f64(), kib));
+        }
+    }
+    samples
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc readings
+
+/// A `/proc/self/status` value in KiB (e.g. `VmRSS:`, `VmHWM:`).
+fn proc_status_kib(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// Resets the peak RSS (`VmHWM`) so it covers only what follows; false if the kernel refuses.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// User + system CPU of the whole process, from `/proc/self/stat`.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_secs_f64((utime + stime) / USER_HZ))
+}
+
+/// CPU time of every live thread of the process: thread id → (name, nanoseconds on CPU).
+fn thread_cpu() -> HashMap<u32, (String, u64)> {
+    let mut threads = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return threads;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok());
+        if let Some(ns) = ns {
+            threads.insert(tid, (name.trim().to_string(), ns));
+        }
+    }
+    threads
+}
+
+/// CPU the threads named `prefix…` used between two [`thread_cpu`] readings.
+fn thread_group_cpu(
+    before: &HashMap<u32, (String, u64)>,
+    after: &HashMap<u32, (String, u64)>,
+    prefix: &str,
+) -> Duration {
+    let ns: u64 = after
+        .iter()
+        .filter(|(_, (name, _))| name.starts_with(prefix))
+        .map(|(tid, (_, ns))| ns.saturating_sub(before.get(tid).map_or(0, |b| b.1)))
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+/// CPU time of the calling thread.
+fn this_thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(
+        s.split_whitespace().next()?.parse().ok()?,
+    ))
+}
+
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The codec floor
+
+/// Frames the engine pushed through its codecs during the load.
+#[derive(Clone, Copy, Debug)]
+struct FloorWork {
+    /// Caller frames decoded (and run through VAD).
+    frames_in: u64,
+    /// Share of the caller's packets that were speech (the rest room noise).
+    speech_share: f64,
+    /// Agent frames of TTS audio encoded (resampled first for G.711).
+    agent_frames: u64,
+    /// Frames of generated silence encoded (G.711 keeps sending during agent silence).
+    silent_frames: u64,
+}
+
+/// The floor's result.
+#[derive(Clone, Copy, Debug)]
+struct Floor {
+    /// CPU for all of the load's frames (scaled up from the measured ones when capped).
+    cpu: Duration,
+    /// Frames actually pushed through.
+    frames_measured: u64,
+    /// Measured on fewer frames than the load had.
+    scaled: bool,
+}
+
+/// Pushes the load's frames through RTP parse + decoder + VAD and resampler + encoder alone, on
+/// this thread, and reads the thread's CPU time.
+fn measure_floor(shared: &Shared, work: FloorWork) -> Result<Floor, HarnessError> {
+    let codec = shared.config.codec;
+    let cap = shared.config.floor_frames.unwrap_or(u64::MAX);
+    let caller_rate = codec.engine_caller_rate();
+    let decode_format = match codec {
+        Codec::Opus => PayloadFormat::Opus {
+            pcm_rate: caller_rate,
+        },
+        Codec::Pcmu => PayloadFormat::Pcmu,
+    };
+    let mut decoder = FrameDecoder::new(decode_format)?;
+    let mut vad = VoiceDetector::new(caller_rate, VadConfig::default())?;
+    let mut encoder = match codec {
+        Codec::Opus => FrameEncoder::from(OpusEncoder::new(
+            SampleRate::Hz24000,
+            OpusConfig {
+                complexity: shared.config.complexity,
+                ..OpusConfig::default()
+            },
+        )?),
+        Codec::Pcmu => FrameEncoder::new(PayloadFormat::Pcmu, PacketDuration::Ms20)?,
+    };
+    let enc_rate = encoder.rate();
+    let mut resampler = if enc_rate == SampleRate::Hz24000 {
+        None
+    } else {
+        Some(Resampler::new(SampleRate::Hz24000, enc_rate)?)
+    };
+    // The caller's packets as RTP, speech reel and room noise.
+    let mut sender = RtpSender::new(SenderConfig {
+        ssrc: 1,
+        payload_type: codec.payload_type(),
+        initial_sequence: 0,
+        initial_timestamp: 0,
+        ticks_per_frame: codec.ticks_per_frame(),
+    })?;
+    let mut buf = [0u8; 1600];
+    let mut rtp = |payload: &[u8]| -> Result<Vec<u8>, HarnessError> {
+        let n = sender.write_frame(payload, &mut buf)?;
+        Ok(buf[..n].to_vec())
+    };
+    let speech: Vec<Vec<u8>> = shared
+        .audio
+        .speech
+        .iter()
+        .map(|p| rtp(&p.payload))
+        .collect::<Result<_, _>>()?;
+    let noise: Vec<Vec<u8>> = shared
+        .audio
+        .noise
+        .iter()
+        .map(|p| rtp(p))
+        .collect::<Result<_, _>>()?;
+    let tts: Vec<AudioFrame> = shared
+        .tts_clip
+        .chunks_exact(SampleRate::Hz24000.frame_samples())
+        .map(|c| AudioFrame::from_samples(SampleRate::Hz24000, c))
+        .collect::<Result<_, _>>()?;
+    let silence = AudioFrame::silent(enc_rate);
+    let mut resampled = AudioFrame::silent(enc_rate);
+    let mut payload = [0u8; 1500];
+    // Talk spurts of 150 speech frames (3 s) with room noise between, in the load's proportion.
+    let noise_per_block = if work.speech_share > 0.0 {
+        ((1.0 - work.speech_share) / work.speech_share * 150.0).round() as u64
+    } else {
+        u64::MAX
+    };
+
+    let mut measured = 0u64;
+    let mut total = Duration::ZERO;
+    let mut timed = |count: u64, step: &mut dyn FnMut(u64)| -> Result<(), HarnessError> {
+        let n = count.min(cap);
+        let t0 = this_thread_cpu().ok_or(HarnessError::Config("no per-thread CPU clock"))?;
+        for k in 0..n {
+            step(k);
+        }
+        let t1 = this_thread_cpu().ok_or(HarnessError::Config("no per-thread CPU clock"))?;
+        if n > 0 {
+            total += (t1 - t0).mul_f64(count as f64 / n as f64);
+        }
+        measured += n;
+        Ok(())
+    };
+
+    let (mut s_at, mut n_at) = (0usize, 0usize);
+    let mut decoded_frame = AudioFrame::silent(caller_rate);
+    timed(work.frames_in, &mut |k| {
+        let in_block = k % (150 + noise_per_block.min(1_000_000));
+        let packet = if in_block < 150 {
+            s_at = (s_at + 1) % speech.len();
+            &speech[s_at]
+        } else {
+            n_at = (n_at + 1) % noise.len();
+            &noise[n_at]
+        };
+        if let Ok(p) = RtpPacket::parse(packet) {
+            let _ = decoder.decode(p.payload());
+        }
+        if let Some(f) = decoder.next_frame() {
+            decoded_frame = f;
+            std::hint::black_box(vad.process(Duration::from_millis(20 * k), &decoded_frame));
+        }
+    })?;
+    timed(work.agent_frames, &mut |k| {
+        let frame = &tts[k as usize % tts.len()];
+        let input = match resampler.as_mut() {
+            Some(r) => {
+                let _ = r.process_into(frame, &mut resampled);
+                &resampled
+            }
+            None => frame,
+        };
+        let _ = encoder.push_frame(input);
+        std::hint::black_box(encoder.next_packet(&mut payload).ok());
+    })?;
+    timed(work.silent_frames, &mut |_| {
+        let _ = encoder.push_frame(&silence);
+        std::hint::black_box(encoder.next_packet(&mut payload).ok());
+    })?;
+    let all = work.frames_in + work.agent_frames + work.silent_frames;
+    Ok(Floor {
+        cpu: total,
+        frames_measured: measured,
+        scaled: measured < all,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+/// The machine the run was measured on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// Cores available to the process.
+    pub nproc: usize,
+    /// `model name` from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// 1-minute load average when the run started.
+    pub load_average_1m_before: Option<f64>,
+    /// 1-minute load average when the calls had ended.
+    pub load_average_1m_after: Option<f64>,
+}
+
+/// Where voice-to-voice time goes, in milliseconds. The nominal parts follow from the call
+/// settings and the stand-ins' latencies; the engine's share is what the wire shows beyond them.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencySplit {
+    /// VAD hang-over: unvoiced time before the caller counts as stopped.
+    pub vad_stop_hangover: f64,
+    /// Extra endpointing wait when the minimum delay outlasts hang-over + final transcript.
+    pub endpointing_extra: f64,
+    /// STT stand-in's final transcript, when on the critical path.
+    pub stt_final: f64,
+    /// LLM stand-in's first token.
+    pub llm_first_token: f64,
+    /// Streaming the words up to the first speakable chunk.
+    pub llm_stream_to_first_chunk: f64,
+    /// TTS stand-in's first audio.
+    pub tts_first_byte: f64,
+    /// Sum of the above: voice-to-voice with an engine that took no time.
+    pub nominal_total: f64,
+    /// Voice-to-voice on the wire, median.
+    pub v2v_p50: Option<f64>,
+    /// The engine's own share (wire − nominal), median.
+    pub engine_p50: Option<f64>,
+    /// The engine's own share, 99th percentile.
+    pub engine_p99: Option<f64>,
+    /// What the engine's share is made of, medians: see [`EngineShare`].
+    pub engine_share_p50: EngineShare,
+    /// The stand-ins' latencies as the engine saw them (1 ms timer granularity shows here).
+    pub providers_seen_by_engine_p50: ProvidersSeen,
+}
+
+/// The engine's share of voice-to-voice, taken apart (medians, ms).
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineShare {
+    /// The jitter buffer's delay on the caller's audio (at the end of the calls).
+    pub jitter_buffer: Option<f64>,
+    /// How long the VAD still hears voice after the last loud frame (webrtc-vad's own
+    /// hang-over and the codec's tail), measured on the same audio before the load.
+    pub vad_tail: f64,
+    /// The rest: scheduling, the media clock, encoding, the network stack, and the stand-ins'
+    /// timers, which wake on whole milliseconds (about 1 ms per scripted wait, eight of them
+    /// on a turn with the default settings).
+    pub rest: Option<f64>,
+}
+
+/// Provider stand-in latencies as measured by the engine (`Latency` events), medians in ms.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProvidersSeen {
+    /// Model request → first token.
+    pub llm_first_token: Option<f64>,
+    /// First text → first TTS audio.
+    pub tts_first_audio: Option<f64>,
+}
+
+/// The result of one load run (`--scaling` prints two of them).
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadReport {
+    /// Concurrent calls.
+    pub calls: usize,
+    /// Length of each call (s).
+    pub seconds: u64,
+    /// Engine runtime worker threads.
+    pub threads: usize,
+    /// Simulated callers' runtime threads.
+    pub caller_threads: usize,
+    /// `opus` or `pcmu`.
+    pub codec: &'static str,
+    /// Engine Opus encoder complexity (Opus only).
+    pub opus_complexity: Option<u8>,
+    /// Call starts spread over this window (ms).
+    pub stagger_ms: u64,
+    /// Answers spread over this window (ms).
+    pub answer_spread_ms: u64,
+    /// What the callers said.
+    pub caller_audio: String,
+    /// What the providers were.
+    pub providers: String,
+    /// Where it ran.
+    pub machine: Machine,
+    /// Wall time of the load phase (s).
+    pub wall_seconds: f64,
+    /// Calls ended by the caller's hang-up, as planned.
+    pub calls_completed: usize,
+    /// How the calls ended.
+    pub end_reasons: BTreeMap<&'static str, usize>,
+    /// Caller frames the engine processed (decoded, concealed or recovered).
+    pub frames_in: u64,
+    /// Agent frames the engine encoded and sent.
+    pub frames_out: u64,
+    /// Packets lost in either direction.
+    pub frames_lost: u64,
+    /// Caller → engine packets lost (engine's receiver statistics).
+    pub frames_lost_inbound: u64,
+    /// Engine → caller packets lost (sequence gaps at the caller).
+    pub frames_lost_outbound: u64,
+    /// Caller frames the engine concealed (PLC).
+    pub frames_concealed: u64,
+    /// Caller frames the engine rebuilt from in-band FEC.
+    pub frames_recovered: u64,
+    /// The engine's jitter-buffer delay (above the fastest packet) when the calls ended, median
+    /// over calls (ms).
+    pub jitter_buffer_delay_ms_p50: Option<f64>,
+    /// The jitter buffer's target delay when the calls ended, median over calls (ms).
+    pub jitter_buffer_target_ms_p50: Option<f64>,
+    /// Share of the engine's ticks that carried agent audio (how much of the time the agents
+    /// spoke, over all calls).
+    pub agent_talk_share: f64,
+    /// Agent packets the callers received.
+    pub agent_packets_received: u64,
+    /// Of those, packets with audible audio.
+    pub agent_audible_packets: u64,
+    /// Ticks whose frame went out more than 10 ms late, over all calls.
+    pub deadline_misses: u64,
+    /// Calls with at least one deadline miss.
+    pub calls_with_deadline_misses: usize,
+    /// Pacing lateness of the engine's frames (due → handed to the socket), median (ms).
+    pub pacing_jitter_ms_p50: f64,
+    /// Pacing lateness, 99th percentile (ms).
+    pub pacing_jitter_ms_p99: f64,
+    /// Pacing lateness, maximum (ms).
+    pub pacing_jitter_ms_max: f64,
+    /// Caller ticks more than 10 ms late: the harness itself was short of CPU.
+    pub caller_late_ticks: u64,
+    /// Engine runtime threads' CPU seconds per call-second (media, VAD, turn logic, provider
+    /// stand-ins).
+    pub cpu_per_call_second: f64,
+    /// Whole-process CPU seconds per call-second (engine + simulated callers + harness).
+    pub process_cpu_per_call_second: f64,
+    /// Simulated callers' threads' CPU seconds per call-second.
+    pub caller_cpu_per_call_second: f64,
+    /// Engine CPU over the engine threads' capacity during the load (0–1).
+    pub engine_cpu_utilization: f64,
+    /// The same frames through codec + resampler + VAD alone, CPU seconds per call-second.
+    pub codec_floor_cpu_per_call_second: f64,
+    /// `cpu_per_call_second / codec_floor_cpu_per_call_second`.
+    pub engine_to_floor_ratio: Option<f64>,
+    /// Frames pushed through the floor measurement.
+    pub codec_floor_frames_measured: u64,
+    /// The floor was measured on fewer frames than the load had and scaled up.
+    pub codec_floor_scaled: bool,
+    /// Process RSS before the calls (KiB).
+    pub rss_before_kib: u64,
+    /// Peak process RSS during the calls (KiB).
+    pub rss_peak_kib: u64,
+    /// (peak − before) / calls (KiB); includes each simulated caller's socket state and decoder.
+    pub rss_per_call_kib: f64,
+    /// RSS change while all calls were up (10 % into the run to its end), in percent; `null`
+    /// when that window is under 5 s.
+    pub rss_growth_pct: Option<f64>,
+    /// Agent answers heard by the callers (voice-to-voice samples).
+    pub turns_answered: usize,
+    /// Caller turns no agent audio followed within 6 s.
+    pub turns_unanswered: u64,
+    /// Voice-to-voice on the wire (ms): caller's last speech packet → first audible agent packet.
+    pub v2v_ms_p50: Option<f64>,
+    /// Voice-to-voice, 99th percentile (ms).
+    pub v2v_ms_p99: Option<f64>,
+    /// Voice-to-voice, maximum (ms).
+    pub v2v_ms_max: Option<f64>,
+    /// The engine's own share of voice-to-voice, median (ms).
+    pub v2v_engine_ms_p50: Option<f64>,
+    /// The engine's own share, 99th percentile (ms).
+    pub v2v_engine_ms_p99: Option<f64>,
+    /// The engine's own share, maximum (ms).
+    pub v2v_engine_ms_max: Option<f64>,
+    /// The engine's `Latency` event (its VAD's speech end → first agent frame), median (ms).
+    pub v2v_engine_reported_ms_p50: Option<f64>,
+    /// The engine's `Latency` event, 99th percentile (ms).
+    pub v2v_engine_reported_ms_p99: Option<f64>,
+    /// The split of voice-to-voice.
+    pub latency_split_ms: LatencySplit,
+    /// Barge-ins measured.
+    pub barge_ins: usize,
+    /// Barge-ins the agent talked through.
+    pub barge_ins_failed: u64,
+    /// Barge-in on the wire (ms): caller's first speech packet sent → agent silent at the caller
+    /// (the last audible agent packet's arrival + its 20 ms).
+    pub barge_in_ms_p50: Option<f64>,
+    /// Barge-in, 99th percentile (ms).
+    pub barge_in_ms_p99: Option<f64>,
+    /// Barge-in, maximum (ms).
+    pub barge_in_ms_max: Option<f64>,
+    /// Where the engine's rules decide on the barge-in, after the onset (ms): the voiced time
+    /// needed, `max(VAD start, interruption_min_duration)` (VAD start alone with
+    /// `--pause-on-speech`).
+    pub barge_in_decision_ms: f64,
+    /// Barge-in relative to that decision point, median (ms).
+    pub barge_in_after_decision_ms_p50: Option<f64>,
+    /// Barge-in relative to that decision point, 99th percentile (ms).
+    pub barge_in_after_decision_ms_p99: Option<f64>,
+    /// Interruptions the engine reported (`AgentInterrupted` events).
+    pub engine_interruptions: u64,
+    /// Provider errors the engine reported.
+    pub provider_errors: u64,
+    /// Agent packets the engine could not send (socket full).
+    pub engine_unsent_packets: u64,
+    /// Caller packets the callers could not send.
+    pub caller_send_failures: u64,
+}
+
+/// The 1-thread vs all-threads comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScalingReport {
+    /// Always `scaling`.
+    pub mode: &'static str,
+    /// Concurrent calls in both runs.
+    pub calls: usize,
+    /// Call length (s).
+    pub seconds: u64,
+    /// Codec.
+    pub codec: &'static str,
+    /// Engine CPU per call-second on 1 thread over the same on N threads: 1.0 = spreading the
+    /// calls over N threads costs nothing extra.
+    pub cpu_scaling_efficiency: Option<f64>,
+    /// Deadline misses per run, in run order.
+    pub deadline_misses: Vec<u64>,
+    /// Both runs: 1 thread, then N threads.
+    pub runs: Vec<LoadReport>,
+}
+
+impl ScalingReport {
+    /// Deadline misses over both runs.
+    pub fn total_deadline_misses(&self) -> u64 {
+        self.deadline_misses.iter().sum()
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    round(d.as_secs_f64() * 1000.0, 2)
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let k = 10f64.powi(places);
+    (x * k).round() / k
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(round(sorted[rank - 1], 2))
+}
+
+fn sorted_ms(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Words the model streams before the chunker releases the first speakable chunk.
+fn words_to_first_chunk(reply: &str) -> u32 {
+    let mut chunker = TextChunker::new();
+    let words: Vec<&str> = reply.split_inclusive(' ').collect();
+    for (i, word) in words.iter().enumerate() {
+        if !chunker.push(word).is_empty() {
+            return i as u32 + 1;
+        }
+    }
+    words.len() as u32
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+/// Runs one load and measures it.
+pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
+    if config.calls == 0 || config.seconds == 0 || config.threads == 0 || config.caller_threads == 0
+    {
+        return Err(HarnessError::Config(
+            "calls, seconds and thread counts must be at least 1",
+        ));
+    }
+    let load_before = load_average();
+    let audio = CallerAudio::prepare(config.codec, &config.voice)?;
+    let mut clip = vec![0i16; 24_000 * 5];
+    voiced_signal(SampleRate::Hz24000, 0, &mut clip);
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        vad_tail: vad_tail(config.codec, &audio)?,
+        audio,
+        tts_clip: clip.into(),
+    });
+    let engine_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads)
+        .thread_name(ENGINE_THREAD)
+        .enable_all()
+        .build()
+        .map_err(io("starting the engine runtime"))?;
+    let caller_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.caller_threads)
+        .thread_name(CALLER_THREAD)
+        .enable_all()
+        .build()
+        .map_err(io("starting the callers' runtime"))?;
+
+    let rss_before = proc_status_kib("VmRSS:").unwrap_or(0);
+    let hwm_reset = reset_peak_rss();
+    let threads_before = thread_cpu();
+    let process_before = process_cpu();
+    let t0 = std::time::Instant::now();
+    let (results, rss_samples) =
+        caller_rt.block_on(drive(shared.clone(), engine_rt.handle().clone()));
+    let wall = t0.elapsed();
+    let threads_after = thread_cpu();
+    let process_after = process_cpu();
+    let hwm = if hwm_reset {
+        proc_status_kib("VmHWM:")
+    } else {
+        None
+    };
+    let load_after = load_average();
+    engine_rt.shutdown_timeout(Duration::from_secs(2));
+    caller_rt.shutdown_timeout(Duration::from_secs(2));
+    let results = results?;
+
+    let engine_cpu = thread_group_cpu(&threads_before, &threads_after, ENGINE_THREAD);
+    let caller_cpu = thread_group_cpu(&threads_before, &threads_after, CALLER_THREAD);
+    let process_cpu = match (process_before, process_after) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => Duration::ZERO,
+    };
+
+    // Sums over calls.
+    let mut lateness = LatenessHistogram::default();
+    let mut end_reasons = BTreeMap::new();
+    let (mut frames_in, mut frames_out, mut agent_frames, mut ticks) = (0u64, 0u64, 0u64, 0u64);
+    let (mut lost_in, mut lost_out, mut concealed, mut recovered) = (0u64, 0u64, 0u64, 0u64);
+    let (mut misses, mut calls_missing, mut caller_late) = (0u64, 0usize, 0u64);
+    let (mut agent_packets, mut agent_audible, mut unanswered, mut failed_barge) =
+        (0u64, 0u64, 0u64, 0u64);
+    let (mut speech_sent, mut noise_sent, mut unsent, mut send_failures) = (0u64, 0u64, 0u64, 0u64);
+    let (mut interruptions, mut provider_errors) = (0u64, 0u64);
+    let (mut v2v, mut barge, mut reported) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &results {
+        lateness.merge(&r.media.lateness);
+        *end_reasons.entry(r.end_reason.as_str()).or_insert(0) += 1;
+        frames_in += r.media.caller_frames;
+        ticks += r.media.ticks;
+        frames_out += r.outbound.frames_encoded;
+        agent_frames += r.media.agent_frames;
+        lost_in += r.inbound_lost;
+        lost_out += r.caller.agent_lost;
+        concealed += r.inbound.frames_concealed;
+        recovered += r.inbound.frames_recovered;
+        misses += r.media.late_ticks;
+        calls_missing += usize::from(r.media.late_ticks > 0);
+        caller_late += r.caller.late_ticks;
+        agent_packets += r.caller.agent_packets;
+        agent_audible += r.caller.agent_audible;
+        unanswered += u64::from(r.caller.unanswered);
+        failed_barge += u64::from(r.caller.barge_in_failed);
+        speech_sent += r.caller.speech_packets;
+        noise_sent += r.caller.noise_packets;
+        unsent += r.unsent;
+        send_failures += r.caller.send_failures;
+        interruptions += u64::from(r.events.interruptions);
+        provider_errors += u64::from(r.events.provider_errors);
+        v2v.extend(r.caller.v2v.iter().copied());
+        barge.extend(r.caller.barge_in.iter().copied());
+        reported.extend(r.events.v2v_reported_ms.iter().copied());
+    }
+    let jb_delay = sorted_ms(
+        results
+            .iter()
+            .filter_map(|r| r.jitter)
+            .map(|j| ms(j.playout_delay)),
+    );
+    let jb_target = sorted_ms(
+        results
+            .iter()
+            .filter_map(|r| r.jitter)
+            .map(|j| ms(j.target_delay)),
+    );
+    let completed = results
+        .iter()
+        .filter(|r| r.end_reason == EndReason::UserHangup)
+        .count();
+
+    // The codec floor, on this thread, now that the load is over.
+    let floor = measure_floor(
+        &shared,
+        FloorWork {
+            frames_in,
+            speech_share: speech_sent as f64 / (speech_sent + noise_sent).max(1) as f64,
+            agent_frames,
+            silent_frames: frames_out.saturating_sub(agent_frames),
+        },
+    )?;
+
+    let call_seconds = (config.calls as u64 * config.seconds) as f64;
+    let per_call_second = |d: Duration| round(d.as_secs_f64() / call_seconds, 6);
+    let cpu = per_call_second(engine_cpu);
+    let floor_cpu = per_call_second(floor.cpu);
+
+    // Voice-to-voice split: the nominal path from the settings and the stand-ins.
+    let vad = VadConfig::default();
+    let turn = shared.settings().turn;
+    let p = config.providers;
+    let heard_by_endpoint = vad.stop_after + p.stt_final;
+    let (stt_on_path, endpointing_extra) = if heard_by_endpoint >= turn.endpointing_min_delay {
+        (p.stt_final, Duration::ZERO)
+    } else {
+        (
+            Duration::ZERO,
+            turn.endpointing_min_delay - heard_by_endpoint,
+        )
+    };
+    let stream = p.llm_token_interval * words_to_first_chunk(REPLY).saturating_sub(1);
+    let nominal = vad.stop_after
+        + endpointing_extra
+        + stt_on_path
+        + p.llm_first_token
+        + stream
+        + p.tts_first_byte;
+    for (i, r) in results.iter().enumerate() {
+        eprintln!(
+            "call {i}: v2v {:?} reported {:?} barge {:?}",
+            r.caller
+                .v2v
+                .iter()
+                .map(|d| d.as_millis())
+                .collect::<Vec<_>>(),
+            r.events.v2v_reported_ms,
+            r.caller
+                .barge_in
+                .iter()
+                .map(|d| d.as_millis())
+                .collect::<Vec<_>>()
+        );
+    }
+    let v2v_sorted = sorted_ms(v2v.iter().map(|d| ms(*d)));
+    let llm_seen = sorted_ms(
+        results
+            .iter()
+            .flat_map(|r| r.events.llm_first_token_ms.iter())
+            .map(|&m| m as f64),
+    );
+    let tts_seen = sorted_ms(
+        results
+            .iter()
+            .flat_map(|r| r.events.tts_first_audio_ms.iter())
+            .map(|&m| m as f64),
+    );
+    let engine_sorted = sorted_ms(v2v.iter().map(|d| ms(*d) - ms(nominal)));
+    let reported_sorted = sorted_ms(reported.iter().map(|&m| m as f64));
+    let barge_sorted = sorted_ms(barge.iter().map(|d| ms(*d)));
+    let decision = if config.pause_on_speech {
+        vad.start_after
+    } else {
+        vad.start_after.max(turn.interruption_min_duration)
+    };
+    let after_decision = sorted_ms(barge.iter().map(|d| ms(*d) - ms(decision)));
+
+    // Memory: peak over before, and growth while all calls were up.
+    let sampled_peak = rss_samples.iter().map(|s| s.1).max().unwrap_or(rss_before);
+    let rss_peak = sampled_peak.max(hwm.unwrap_or(0));
+    let window_start = config.stagger.as_secs_f64() + 0.1 * config.seconds as f64;
+    let window_end = config.seconds as f64;
+    let rss_at = |t: f64| rss_samples.iter().find(|s| s.0 >= t).map(|s| s.1);
+    let rss_growth_pct = if window_end - window_start >= 5.0 {
+        let last = rss_samples
+            .iter()
+            .rev()
+            .find(|s| s.0 <= window_end)
+            .map(|s| s.1);
+        match (rss_at(window_start), last) {
+            (Some(a), Some(b)) if a > 0 => Some(round((b as f64 - a as f64) / a as f64 * 100.0, 2)),
+            _ => None,
+        }
+    } else {
+        None
+    };
+
+    let providers = format!(
+        "in-process fakes (testkit ScriptedStt/ScriptedLlm/ScriptedTts), latencies: STT final {} ms, \
+         LLM first token {} ms + {} ms per word, TTS first byte {} ms; no provider network cost",
+        p.stt_final.as_millis(),
+        p.llm_first_token.as_millis(),
+        p.llm_token_interval.as_millis(),
+        p.tts_first_byte.as_millis()
+    );
+    Ok(LoadReport {
+        calls: config.calls,
+        seconds: config.seconds,
+        threads: config.threads,
+        caller_threads: config.caller_threads,
+        codec: config.codec.name(),
+        opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
+        stagger_ms: config.stagger.as_millis() as u64,
+        answer_spread_ms: config.answer_spread.as_millis() as u64,
+        caller_audio: shared.audio.source.clone(),
+        providers,
+        machine: Machine {
+            nproc: cores(),
+            cpu_model: cpu_model(),
+            load_average_1m_before: load_before,
+            load_average_1m_after: load_after,
+        },
+        wall_seconds: round(wall.as_secs_f64(), 2),
+        calls_completed: completed,
+        end_reasons,
+        frames_in,
+        frames_out,
+        frames_lost: lost_in + lost_out,
+        frames_lost_inbound: lost_in,
+        frames_lost_outbound: lost_out,
+        frames_concealed: concealed,
+        frames_recovered: recovered,
+        jitter_buffer_delay_ms_p50: percentile(&jb_delay, 0.5),
+        jitter_buffer_target_ms_p50: percentile(&jb_target, 0.5),
+        agent_talk_share: round(agent_frames as f64 / ticks.max(1) as f64, 3),
+        agent_packets_received: agent_packets,
+        agent_audible_packets: agent_audible,
+        deadline_misses: misses,
+        calls_with_deadline_misses: calls_missing,
+        pacing_jitter_ms_p50: ms(lateness.quantile(0.5)),
+        pacing_jitter_ms_p99: ms(lateness.quantile(0.99)),
+        pacing_jitter_ms_max: ms(lateness.max()),
+        caller_late_ticks: caller_late,
+        cpu_per_call_second: cpu,
+        process_cpu_per_call_second: per_call_second(process_cpu),
+        caller_cpu_per_call_second: per_call_second(caller_cpu),
+        engine_cpu_utilization: round(
+            engine_cpu.as_secs_f64() / (wall.as_secs_f64() * config.threads as f64),
+            3,
+        ),
+        codec_floor_cpu_per_call_second: floor_cpu,
+        engine_to_floor_ratio: (floor_cpu > 0.0).then(|| round(cpu / floor_cpu, 3)),
+        codec_floor_frames_measured: floor.frames_measured,
+        codec_floor_scaled: floor.scaled,
+        rss_before_kib: rss_before,
+        rss_peak_kib: rss_peak,
+        rss_per_call_kib: round(
+            rss_peak.saturating_sub(rss_before) as f64 / config.calls as f64,
+            1,
+        ),
+        rss_growth_pct,
+        turns_answered: v2v.len(),
+        turns_unanswered: unanswered,
+        v2v_ms_p50: percentile(&v2v_sorted, 0.5),
+        v2v_ms_p99: percentile(&v2v_sorted, 0.99),
+        v2v_ms_max: v2v_sorted.last().copied(),
+        v2v_engine_ms_p50: percentile(&engine_sorted, 0.5),
+        v2v_engine_ms_p99: percentile(&engine_sorted, 0.99),
+        v2v_engine_ms_max: engine_sorted.last().map(|v| round(*v, 2)),
+        v2v_engine_reported_ms_p50: percentile(&reported_sorted, 0.5),
+        v2v_engine_reported_ms_p99: percentile(&reported_sorted, 0.99),
+        latency_split_ms: LatencySplit {
+            vad_stop_hangover: ms(vad.stop_after),
+            endpointing_extra: ms(endpointing_extra),
+            stt_final: ms(stt_on_path),
+            llm_first_token: ms(p.llm_first_token),
+            llm_stream_to_first_chunk: ms(stream),
+            tts_first_byte: ms(p.tts_first_byte),
+            nominal_total: ms(nominal),
+            v2v_p50: percentile(&v2v_sorted, 0.5),
+            engine_p50: percentile(&engine_sorted, 0.5),
+            engine_p99: percentile(&engine_sorted, 0.99),
+            engine_share_p50: EngineShare {
+                jitter_buffer: percentile(&jb_delay, 0.5),
+                vad_tail: ms(shared.vad_tail),
+                rest: percentile(&engine_sorted, 0.5).map(|e| {
+                    round(
+                        e - percentile(&jb_delay, 0.5).unwrap_or(0.0) - ms(shared.vad_tail),
+                        2,
+                    )
+                }),
+            },
+            providers_seen_by_engine_p50: ProvidersSeen {
+                llm_first_token: percentile(&llm_seen, 0.5),
+                tts_first_audio: percentile(&tts_seen, 0.5),
+            },
+        },
+        barge_ins: barge.len(),
+        barge_ins_failed: failed_barge,
+        barge_in_ms_p50: percentile(&barge_sorted, 0.5),
+        barge_in_ms_p99: percentile(&barge_sorted, 0.99),
+        barge_in_ms_max: barge_sorted.last().copied(),
+        barge_in_decision_ms: ms(decision),
+        barge_in_after_decision_ms_p50: percentile(&after_decision, 0.5),
+        barge_in_after_decision_ms_p99: percentile(&after_decision, 0.99),
+        engine_interruptions: interruptions,
+        provider_errors,
+        engine_unsent_packets: unsent,
+        caller_send_failures: send_failures,
+    })
+}
+
+/// Runs the same calls on 1 engine thread and on `config.threads` (all cores when that is 1).
+pub fn run_scaling(config: &LoadConfig) -> Result<ScalingReport, HarnessError> {
+    let many = if config.threads > 1 {
+        config.threads
+    } else {
+        cores()
+    };
+    let mut runs = Vec::with_capacity(2);
+    for threads in [1, many] {
+        let mut c = config.clone();
+        c.threads = threads;
+        runs.push(run(&c)?);
+    }
+    let efficiency = match (runs.first(), runs.last()) {
+        (Some(one), Some(n)) if n.cpu_per_call_second > 0.0 => {
+            Some(round(one.cpu_per_call_second / n.cpu_per_call_second, 3))
+        }
+        _ => None,
+    };
+    Ok(ScalingReport {
+        mode: "scaling",
+        calls: config.calls,
+        seconds: config.seconds,
+        codec: config.codec.name(),
+        cpu_scaling_efficiency: efficiency,
+        deadline_misses: runs.iter().map(|r| r.deadline_misses).collect(),
+        runs,
+    })
+}

@@ -1,0 +1,165 @@
+//! A short run of the load harness (`examples/load.rs`) in-process: a few calls over real UDP on
+//! 127.0.0.1 for a few seconds. Asserts that everything runs and the counters are plausible —
+//! never timing, which depends on the machine's load.
+
+#[path = "../examples/load/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::time::Duration;
+
+use harness::{CallerVoice, CliError, Codec, Command, LoadConfig};
+
+fn smoke(codec: Codec) -> LoadConfig {
+    LoadConfig {
+        calls: 3,
+        seconds: 3,
+        codec,
+        threads: 2,
+        stagger: Duration::from_millis(100),
+        answer_spread: Duration::from_millis(300),
+        voice: CallerVoice::Synthetic,
+        floor_frames: Some(100),
+        ..LoadConfig::default()
+    }
+}
+
+fn check(codec: Codec) {
+    let report = harness::run(&smoke(codec)).expect("the harness runs");
+    assert_eq!(report.calls, 3);
+    assert_eq!(report.codec, codec.name());
+    assert_eq!(report.calls_completed, 3, "{:?}", report.end_reasons);
+    // About 150 caller frames per call; the jitter buffer holds back a few.
+    assert!(
+        report.frames_in >= 3 * 50 && report.frames_in <= 3 * 200,
+        "frames in {}",
+        report.frames_in
+    );
+    // The greeting plays for most of the call.
+    assert!(
+        report.frames_out >= 3 * 25,
+        "frames out {}",
+        report.frames_out
+    );
+    assert!(report.agent_audible_packets > 0);
+    assert!(report.agent_packets_received <= report.frames_out);
+    assert!(report.frames_lost <= report.frames_in / 10);
+    assert_eq!(report.provider_errors, 0);
+    assert!(report.codec_floor_frames_measured > 0);
+    assert!(report.codec_floor_cpu_per_call_second >= 0.0);
+    assert!(report.rss_peak_kib >= report.rss_before_kib);
+    assert!(report.providers.contains("no provider network cost"));
+    let json = serde_json::to_value(&report).expect("the report serialises");
+    for key in [
+        "calls",
+        "seconds",
+        "threads",
+        "codec",
+        "frames_in",
+        "frames_out",
+        "frames_lost",
+        "frames_concealed",
+        "deadline_misses",
+        "pacing_jitter_ms_p50",
+        "pacing_jitter_ms_p99",
+        "pacing_jitter_ms_max",
+        "cpu_per_call_second",
+        "codec_floor_cpu_per_call_second",
+        "engine_to_floor_ratio",
+        "rss_per_call_kib",
+        "v2v_engine_ms_p99",
+        "barge_in_ms_p99",
+        "latency_split_ms",
+    ] {
+        assert!(json.get(key).is_some(), "report lacks `{key}`");
+    }
+}
+
+#[test]
+fn three_opus_calls_run_end_to_end() {
+    check(Codec::Opus);
+}
+
+#[test]
+fn three_pcmu_calls_run_end_to_end() {
+    check(Codec::Pcmu);
+}
+
+fn parse(args: &[&str]) -> Result<Command, CliError> {
+    harness::parse_args(args.iter().map(|s| s.to_string()))
+}
+
+#[test]
+fn command_line_options_parse_into_the_config() {
+    let Ok(Command::Run { config, scaling }) = parse(&[
+        "--calls",
+        "150",
+        "--seconds=30",
+        "--codec",
+        "pcmu",
+        "--threads",
+        "1",
+        "--stagger-ms",
+        "500",
+        "--scaling",
+    ]) else {
+        panic!("valid options");
+    };
+    assert!(scaling);
+    assert_eq!(config.calls, 150);
+    assert_eq!(config.seconds, 30);
+    assert_eq!(config.codec, Codec::Pcmu);
+    assert_eq!(config.threads, 1);
+    assert_eq!(config.stagger, Duration::from_millis(500));
+    assert_eq!(parse(&["-h"]), Ok(Command::Help));
+    let Ok(Command::Run { config, scaling }) = parse(&[]) else {
+        panic!("defaults");
+    };
+    assert!(!scaling);
+    assert_eq!((config.calls, config.seconds), (50, 20));
+    assert_eq!(config.codec, Codec::Opus);
+    assert_eq!(config.complexity, 5);
+}
+
+#[test]
+fn bad_options_are_typed_errors() {
+    assert!(matches!(
+        parse(&["--calls", "0"]),
+        Err(CliError::InvalidValue {
+            option: "--calls",
+            ..
+        })
+    ));
+    assert!(matches!(
+        parse(&["--codec", "g729"]),
+        Err(CliError::InvalidValue {
+            option: "--codec",
+            ..
+        })
+    ));
+    assert!(matches!(
+        parse(&["--seconds", "-3"]),
+        Err(CliError::InvalidValue { .. })
+    ));
+    assert_eq!(
+        parse(&["--threads"]),
+        Err(CliError::MissingValue("--threads"))
+    );
+    assert_eq!(
+        parse(&["--turbo"]),
+        Err(CliError::UnknownOption("--turbo".into()))
+    );
+    assert_eq!(
+        parse(&["--scaling=yes"]),
+        Err(CliError::UnexpectedValue("--scaling"))
+    );
+    assert_eq!(
+        parse(&["150"]),
+        Err(CliError::UnexpectedArgument("150".into()))
+    );
+    let message = parse(&["--complexity", "11"]).unwrap_err().to_string();
+    assert!(
+        message.contains("--complexity") && message.contains("0 to 10"),
+        "{message}"
+    );
+}
