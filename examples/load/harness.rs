@@ -1804,6 +1804,8 @@ pub struct ScalingReport {
     pub deadline_misses: Vec<u64>,
     /// Both runs: 1 thread, then N threads.
     pub runs: Vec<LoadReport>,
+    /// How to read the two runs.
+    pub note: &'static str,
 }
 
 impl ScalingReport {
@@ -2203,5 +2205,7 @@ pub fn run_scaling(config: &LoadConfig) -> Result<ScalingReport, HarnessError> {
         cpu_scaling_efficiency: efficiency,
         deadline_misses: runs.iter().map(|r| r.deadline_misses).collect(),
         runs,
+        note: "both runs share one process: the second reuses the heap the first freed, so its \
+               RSS figures understate the memory per call; take RSS from the first run",
     })
 }
