@@ -19,7 +19,7 @@ use voxline_engine::provider::{
 };
 
 use crate::net::backoff::{Backoff, SharedSleeper};
-use crate::net::endpoint::{Env, NoEnv, ProcessEnv, Service};
+use crate::net::endpoint::{resolve_named, Env, ProcessEnv, Service};
 use crate::net::http::{header_map, Auth, HttpClient, HttpTimeouts};
 use crate::net::secret::ApiKey;
 use crate::pcm::PcmAssembler;
@@ -163,16 +163,13 @@ impl OpenAiTts {
             provider: name.clone(),
             detail,
         };
-        let (service, env): (Service, &dyn Env) = match config.env {
-            Some(service) => (service, env),
-            None => (Service::OPENAI, &NoEnv),
-        };
-        let endpoint = service
-            .resolve(config.base_url.as_deref(), config.api_key.as_ref(), env)
-            .map_err(|e| match e {
-                ProviderError::Config { detail, .. } => config_error(detail),
-                other => other,
-            })?;
+        let (service, endpoint) = resolve_named(
+            &name,
+            config.env,
+            config.base_url.as_deref(),
+            config.api_key.as_ref(),
+            env,
+        )?;
         if config.model.trim().is_empty() {
             return Err(config_error("no model configured".into()));
         }

@@ -197,6 +197,33 @@ impl Endpoint {
     }
 }
 
+/// Resolves an OpenAI-style adapter's endpoint under its own `provider` name. With a `service`,
+/// gaps in `base_url`/`api_key` are filled from that service's environment variables; without one
+/// (a self-hosted server) no environment is read and the OpenAI defaults apply. Configuration
+/// errors name `provider`. Returns the service whose defaults were used, with the endpoint.
+pub fn resolve_named(
+    provider: &str,
+    service: Option<Service>,
+    base_url: Option<&str>,
+    api_key: Option<&ApiKey>,
+    env: &dyn Env,
+) -> Result<(Service, Endpoint), ProviderError> {
+    let (service, env): (Service, &dyn Env) = match service {
+        Some(service) => (service, env),
+        None => (Service::OPENAI, &NoEnv),
+    };
+    let endpoint = service
+        .resolve(base_url, api_key, env)
+        .map_err(|e| match e {
+            ProviderError::Config { detail, .. } => ProviderError::Config {
+                provider: provider.to_string(),
+                detail,
+            },
+            other => other,
+        })?;
+    Ok((service, endpoint))
+}
+
 /// Joins a base URL and a path with exactly one `/` between them.
 pub fn join_url(base: &str, path: &str) -> String {
     let base = base.trim_end_matches('/');
