@@ -32,6 +32,9 @@
 //!   -h, --help            this text
 //! ```
 
+#[path = "common/wav.rs"]
+mod wav;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -355,49 +358,10 @@ struct Pcm {
 
 /// Reads a WAV of any channel count and sample format into mono PCM16.
 fn read_wav(path: &Path) -> Result<Pcm, AppError> {
-    let bad = |detail: String| AppError::Input {
+    let (rate, samples) = wav::read_mono(path).map_err(|detail| AppError::Input {
         path: path.to_path_buf(),
         detail,
-    };
-    let mut reader = hound::WavReader::open(path).map_err(|e| bad(e.to_string()))?;
-    let spec = reader.spec();
-    let rate = SampleRate::from_hz(spec.sample_rate).map_err(|_| {
-        bad(format!(
-            "sample rate {} Hz is not supported (use 8000, 16000, 24000 or 48000 Hz, \
-             e.g. ffmpeg -i IN -ar 16000 OUT.wav)",
-            spec.sample_rate
-        ))
     })?;
-    let channels = usize::from(spec.channels.max(1));
-    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader
-            .samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(|e| bad(e.to_string()))?,
-        (hound::SampleFormat::Int, bits @ 1..=32) => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            reader
-                .samples::<i32>()
-                .map(|s| s.map(|v| v as f32 * scale))
-                .collect::<Result<_, _>>()
-                .map_err(|e| bad(e.to_string()))?
-        }
-        (format, bits) => {
-            return Err(bad(format!(
-                "unsupported sample format {format:?} with {bits} bits"
-            )))
-        }
-    };
-    let samples: Vec<i16> = interleaved
-        .chunks(channels)
-        .map(|c| {
-            let mean = c.iter().sum::<f32>() / c.len() as f32;
-            (mean * 32768.0).round().clamp(-32768.0, 32767.0) as i16
-        })
-        .collect();
-    if samples.len() < rate.frame_samples() {
-        return Err(bad("shorter than one 20 ms frame".into()));
-    }
     Ok(Pcm { rate, samples })
 }
 

@@ -13,3 +13,4 @@ pub mod host;
 pub mod output;
 pub mod sim_call;
 pub mod transcript;
+pub mod wav;
