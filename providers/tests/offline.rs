@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use voxline_providers::engine::codecs::{AudioFrame, Resampler, SampleRate};
+use voxline_providers::engine::config::Assistant;
 use voxline_providers::engine::provider::{
     ChatMessage, LlmEvent, LlmProvider, LlmRequest, Role, SpokenSpan, SttControl, SttEvent, SttIo,
     SttProvider, SttSessionParams, ToolCallRequest, ToolSpec, Transcript, TtsEvent, TtsInput,
@@ -379,12 +380,54 @@ async fn pocketsphinx_with_a_phrase_grammar() {
     assert_eq!(last, "what are your opening hours");
 }
 
-/// Word error rate of espeak speech through PocketSphinx over a set of phone-call sentences,
-/// all in one session (the first utterance meets a cold decoder, like a real call). A
-/// measurement, not a check: `cargo test -p voxline-providers --test offline -- --ignored
-/// --nocapture pocketsphinx_accuracy_report`.
+/// The example dental-practice assistant.
+fn dental_assistant() -> Assistant {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/assistants/dental_booking.json"
+    );
+    Assistant::from_json(&std::fs::read_to_string(path).expect("assistant file"))
+        .expect("assistant parses")
+}
+
 #[tokio::test]
-#[ignore = "measurement (about half a minute); run explicitly"]
+async fn pocketsphinx_domain_model_hears_a_booking_word_for_word() {
+    let config = PocketSphinxConfig::for_assistant(&dental_assistant()).expect("domain model");
+    let SearchModel::NGram(path) = &config.search else {
+        panic!("an n-gram model: {:?}", config.search);
+    };
+    let arpa = std::fs::read_to_string(path).expect("model file");
+    assert!(arpa.contains("\tharbour\t") || arpa.contains("\tharbour street"));
+    let stt = PocketSphinxStt::new(config);
+    for (rate, sentence) in [
+        (
+            SampleRate::Hz16000,
+            "I would like to book a cleaning on Tuesday at ten in the morning",
+        ),
+        (SampleRate::Hz8000, "My name is John Smith"),
+    ] {
+        let frames = caller_speech(sentence, rate).await;
+        let heard = recognise(&stt, frames, rate, false).await;
+        let text = heard
+            .finals()
+            .last()
+            .map(|t| t.text.clone())
+            .unwrap_or_default();
+        println!("{} Hz: {sentence:?} -> {text:?}", rate.hz());
+        let (reference, hypothesis) = (words(sentence), words(&text));
+        let errors = edit_distance(&reference, &hypothesis);
+        // Word for word in practice; one slip allowed for espeak's renderings.
+        assert!(errors <= 1, "{sentence:?} heard as {text:?}");
+    }
+}
+
+/// Word error rate of espeak speech through PocketSphinx over a set of phone-call sentences,
+/// all in one session (the first utterance meets a cold decoder, like a real call), with the
+/// general model and with the dental assistant's domain model. A measurement, not a check:
+/// `cargo test -p voxline-providers --test offline -- --ignored --nocapture
+/// pocketsphinx_accuracy_report`.
+#[tokio::test]
+#[ignore = "measurement (about a minute); run explicitly"]
 async fn pocketsphinx_accuracy_report() {
     const SENTENCES: &[&str] = &[
         "I would like to book an appointment",
@@ -397,9 +440,24 @@ async fn pocketsphinx_accuracy_report() {
         "How much does a cleaning cost",
         "Where is your office located",
         "Yes that works for me",
+        // Not in the domain model's built-in corpus in any form:
+        "Is doctor Haddad working on Friday",
+        "Can my daughter come in after school on Wednesday",
+        "I lost a filling yesterday",
+        "Do you do implants",
     ];
-    for rate in [SampleRate::Hz16000, SampleRate::Hz8000] {
-        let stt = PocketSphinxStt::default();
+    let domain = PocketSphinxConfig::for_assistant(&dental_assistant()).expect("domain model");
+    for (model, config, rate) in [
+        (
+            "general",
+            PocketSphinxConfig::default(),
+            SampleRate::Hz16000,
+        ),
+        ("general", PocketSphinxConfig::default(), SampleRate::Hz8000),
+        ("domain", domain.clone(), SampleRate::Hz16000),
+        ("domain", domain, SampleRate::Hz8000),
+    ] {
+        let stt = PocketSphinxStt::new(config);
         let (mut errors, mut total) = (0, 0);
         for sentence in SENTENCES {
             let frames = caller_speech(sentence, rate).await;
@@ -412,7 +470,7 @@ async fn pocketsphinx_accuracy_report() {
             let (reference, hypothesis) = (words(sentence), words(&text));
             let e = edit_distance(&reference, &hypothesis);
             println!(
-                "{} Hz  {:>2}/{}  {:?} -> {:?}",
+                "{model} {} Hz  {:>2}/{}  {:?} -> {:?}",
                 rate.hz(),
                 e,
                 reference.len(),
@@ -423,7 +481,7 @@ async fn pocketsphinx_accuracy_report() {
             total += reference.len();
         }
         println!(
-            "{} Hz word error rate: {:.0}% ({errors}/{total})",
+            "{model} model, {} Hz: word error rate {:.0}% ({errors}/{total})",
             rate.hz(),
             100.0 * errors as f64 / total as f64
         );

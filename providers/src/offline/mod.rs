@@ -22,6 +22,7 @@
 //! OpenAI-compatible server when `OPENAI_BASE_URL` is set, and returns
 //! [`LlmChoice::OpenAiCompatible`] for the facade to build with the OpenAI adapter.
 
+pub mod domain_lm;
 #[cfg(feature = "espeak")]
 pub mod espeak;
 #[cfg(feature = "pocketsphinx")]
@@ -103,11 +104,29 @@ pub fn tts_for(assistant: &Assistant) -> espeak::EspeakTts {
     ))
 }
 
-/// The offline STT: PocketSphinx with Debian's US English model (the only one packaged, so the
-/// assistant's STT language is not consulted).
+/// The offline STT: PocketSphinx with Debian's US English acoustic model (the only one
+/// packaged, so the assistant's STT language is not consulted) and a language model of the
+/// assistant's domain ([`domain_lm`]). Recognisers are shared by assistants with the same
+/// domain model, so later calls reuse the decoders (and what they adapted to) of earlier ones.
+/// When the domain model cannot be built (no dictionary installed), the general model is used
+/// and its sessions report the missing package.
 #[cfg(feature = "pocketsphinx")]
-pub fn stt_for(_assistant: &Assistant) -> pocketsphinx::PocketSphinxStt {
-    pocketsphinx::PocketSphinxStt::default()
+pub fn stt_for(assistant: &Assistant) -> pocketsphinx::PocketSphinxStt {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    type Shared = Mutex<HashMap<pocketsphinx::SearchModel, pocketsphinx::PocketSphinxStt>>;
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    let config = pocketsphinx::PocketSphinxConfig::for_assistant(assistant)
+        .unwrap_or_else(|_| pocketsphinx::PocketSphinxConfig::default());
+    let mut shared = SHARED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    shared
+        .entry(config.search.clone())
+        .or_insert_with(|| pocketsphinx::PocketSphinxStt::new(config))
+        .clone()
 }
 
 #[cfg(test)]
