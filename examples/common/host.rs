@@ -220,12 +220,20 @@ pub fn canned_result(name: &str, arguments: &JsonObject) -> Value {
                 .fold(17u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
                 % 9000
                 + 1000;
+            let service = arguments
+                .get("service")
+                .and_then(Value::as_str)
+                .unwrap_or("check-up");
             json!({
                 "confirmed": true,
+                "message": format!(
+                    "You're booked in for a {service} on {day} at {time} with Dr. Maya Lindqvist, \
+                     and your reference is BSD-{reference}."
+                ),
                 "day": day,
                 "time": time,
                 "name": who,
-                "service": arguments.get("service").and_then(Value::as_str).unwrap_or("check-up"),
+                "service": service,
                 "dentist": "Dr. Maya Lindqvist",
                 "reference": format!("BSD-{reference}"),
                 "address": "42 Harbour Street, second floor",

@@ -5,12 +5,18 @@
 //! with no API keys still greets, answers, books, transfers and hangs up in a believable way.
 //! The same request always gives the same reply. Rules, first match wins:
 //!
+//! 0. **Post-call analysis.** A request without tools whose prompt holds the call's
+//!    `Transcript:` gets the structured data (one JSON object for the prompt's `Schema:`,
+//!    filled by the extractors of rule 5 from the caller's lines; booleans from the agent's
+//!    lines, e.g. "booked") or an extractive summary (the caller's first words, the agent's
+//!    fullest answer, how the call ended).
 //! 1. **Tool results.** When the conversation ends with tool results, it reports them in a
 //!    sentence (a `message`/`confirmation`-like field verbatim, else the result's fields; an
 //!    `error` as an apology).
-//! 2. **Goodbye.** "bye", "that's all", "no thanks", or "no" after "anything else?" → a goodbye,
-//!    plus a call of the `end_call` tool when the assistant has one. A bare "thank you" gets
-//!    "you're welcome".
+//! 2. **Goodbye.** "bye", "that's all", "no thanks", or "no" after "anything else?" → a
+//!    goodbye; when the assistant has the `end_call` tool, a short closing and a call of it
+//!    instead (the engine then speaks the assistant's `end_call_message`). A bare "thank you"
+//!    gets "you're welcome".
 //! 3. **A human.** Asking for a person, agent or representative → `transfer_call` (to its first
 //!    destination) when the assistant has it, else an apology.
 //! 4. **Business facts.** A question about opening hours, location, prices or services is
@@ -22,7 +28,7 @@
 //!    as "10:30", "ten o'clock", "half past two", "3 pm"; a name after "my name is"/"this is";
 //!    phone numbers; e-mail addresses; enum values; counts). Missing required arguments are
 //!    asked for one question at a time, and the next answer fills the one asked; then the tool
-//!    is called.
+//!    is called, without words of its own (the engine speaks the tool's `message` meanwhile).
 //! 6. **Greeting.** "hello", "hi", "good morning" → an offer to help.
 //! 7. **Fallback.** "I'm sorry, I didn't catch that. Could you say it another way?"
 //!
@@ -48,6 +54,9 @@ pub const FALLBACK_REPLY: &str = "I'm sorry, I didn't catch that. Could you say 
 
 const GREETING_REPLY: &str = "Hello! How can I help you today?";
 const GOODBYE_REPLY: &str = "Thank you for calling. Goodbye!";
+/// The closing words before `end_call`: the engine speaks the assistant's `end_call_message`
+/// (its goodbye) before it hangs up, so the agent does not say goodbye twice.
+const CLOSING_REPLY: &str = "Alright, take care.";
 const WELCOME_REPLY: &str = "You're welcome! Is there anything else I can help you with?";
 const ANYTHING_ELSE: &str = "Is there anything else I can help you with?";
 
@@ -174,6 +183,9 @@ fn estimate_tokens(request: &LlmRequest) -> u64 {
 
 fn decide(request: &LlmRequest) -> AgentReply {
     let messages = &request.messages;
+    if let Some(reply) = post_call_analysis(request) {
+        return reply;
+    }
     if let Some(reply) = after_tool_results(messages, &request.tools) {
         return reply;
     }
@@ -219,6 +231,187 @@ fn decide(request: &LlmRequest) -> AgentReply {
         return say(GREETING_REPLY);
     }
     say(FALLBACK_REPLY)
+}
+
+/// Rule 0: a post-call analysis request (no tools, and a prompt that holds the call's
+/// `Transcript:` in the platform's `role: content` lines). With a `Schema:` (or a request for
+/// JSON) the reply is one JSON object filled from what the caller said; otherwise a short
+/// extractive summary.
+fn post_call_analysis(request: &LlmRequest) -> Option<AgentReply> {
+    if !request.tools.is_empty() {
+        return None;
+    }
+    let prompt: String = request
+        .messages
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let start = prompt.find("Transcript:")? + "Transcript:".len();
+    let rest = &prompt[start..];
+    let (transcript, ended) = match rest.find("Call ended because:") {
+        Some(i) => (
+            &rest[..i],
+            rest[i + "Call ended because:".len()..]
+                .lines()
+                .next()
+                .unwrap_or(""),
+        ),
+        None => (rest, ""),
+    };
+    let lines = transcript_lines(transcript);
+    let schema = prompt.find("Schema:").and_then(|i| {
+        let from = i + prompt[i..].find('{')?;
+        serde_json::Deserializer::from_str(&prompt[from..])
+            .into_iter::<Value>()
+            .next()?
+            .ok()
+    });
+    let wants_json = schema.is_some() || prompt.contains("JSON");
+    let reply = if wants_json {
+        let schema = schema.unwrap_or(Value::Null);
+        Value::Object(structured_data(&schema, &lines, ended)).to_string()
+    } else {
+        summary(&lines, ended.trim())
+    };
+    Some(say(&reply))
+}
+
+/// The (role, text) lines of a transcript in `role: content` form; a line without a role
+/// continues the one before.
+fn transcript_lines(transcript: &str) -> Vec<(Role, String)> {
+    let mut lines: Vec<(Role, String)> = Vec::new();
+    for line in transcript.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let parsed = [
+            ("user:", Role::User),
+            ("assistant:", Role::Assistant),
+            ("system:", Role::System),
+        ]
+        .into_iter()
+        .find_map(|(prefix, role)| {
+            line.strip_prefix(prefix)
+                .map(|t| (role, t.trim().to_owned()))
+        });
+        match (parsed, lines.last_mut()) {
+            (Some(entry), _) => lines.push(entry),
+            (None, Some(last)) => {
+                last.1.push(' ');
+                last.1.push_str(line);
+            }
+            (None, None) => {}
+        }
+    }
+    lines
+}
+
+/// Words that show the agent confirmed something (a booking, an order, a change).
+const CONFIRMED_WORDS: &[&str] = &["booked", "confirmed", "scheduled", "all set", "reserved"];
+
+/// Fills `schema`'s properties from the caller's lines with the tool-argument extractors;
+/// booleans are read from the agent's lines (something booked or confirmed, a call-back or
+/// follow-up promised, a transfer); an enum nothing matched takes "other" when it has it;
+/// anything else the call did not say is null.
+fn structured_data(schema: &Value, lines: &[(Role, String)], ended: &str) -> Map<String, Value> {
+    let fields = ArgSchema::from_schema(schema);
+    let mut data = Map::new();
+    for (_, text) in lines.iter().filter(|(r, _)| *r == Role::User) {
+        fields.extract(&Utterance::new(text), &mut data);
+    }
+    let agent: String = lines
+        .iter()
+        .filter(|(r, _)| *r == Role::Assistant)
+        .map(|(_, t)| t.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let everything = format!("{} {}", transcript_words(lines), ended.to_lowercase());
+    let properties = schema.get("properties").and_then(Value::as_object);
+    for (name, spec) in properties.into_iter().flatten() {
+        if data.contains_key(name) {
+            continue;
+        }
+        let kinds: Vec<&str> = match spec.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let key = name.to_lowercase();
+        let value = if kinds.contains(&"boolean") {
+            let flag = if ["booked", "confirmed", "scheduled", "success", "completed"]
+                .iter()
+                .any(|k| key.contains(k))
+            {
+                CONFIRMED_WORDS.iter().any(|w| agent.contains(w))
+            } else if key.contains("follow")
+                || key.contains("callback")
+                || key.contains("call_back")
+            {
+                ["call you back", "call back", "follow up", "get back to you"]
+                    .iter()
+                    .any(|w| everything.contains(w))
+            } else if key.contains("transfer") {
+                everything.contains("transfer")
+            } else {
+                false
+            };
+            Value::Bool(flag)
+        } else if let Some(choices) = spec.get("enum").and_then(Value::as_array) {
+            choices
+                .iter()
+                .find(|c| c.as_str() == Some("other"))
+                .cloned()
+                .unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
+        data.insert(name.clone(), value);
+    }
+    data
+}
+
+fn transcript_words(lines: &[(Role, String)]) -> String {
+    lines
+        .iter()
+        .map(|(_, t)| t.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Two or three sentences: what the caller said first, the agent's fullest answer, and why
+/// the call ended.
+fn summary(lines: &[(Role, String)], ended: &str) -> String {
+    let first_user = lines
+        .iter()
+        .find(|(r, t)| *r == Role::User && !t.is_empty());
+    let greeting = lines
+        .iter()
+        .position(|(r, _)| *r == Role::Assistant)
+        .filter(|i| first_user.is_none_or(|u| lines.iter().position(|l| l == u) > Some(*i)));
+    let answer = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, (r, _))| *r == Role::Assistant && Some(*i) != greeting)
+        .map(|(_, (_, t))| t)
+        .max_by_key(|t| {
+            let lower = t.to_lowercase();
+            (CONFIRMED_WORDS.iter().any(|w| lower.contains(w)), t.len())
+        });
+    let mut out = match first_user {
+        Some((_, said)) => format!("The caller said: \"{}\".", said.trim_end_matches('.')),
+        None => "The caller said nothing.".to_owned(),
+    };
+    if let Some(answer) = answer {
+        out.push_str(&format!(
+            " The agent answered: \"{}\".",
+            answer.trim_end_matches('.')
+        ));
+    }
+    if !ended.is_empty() {
+        out.push_str(&format!(
+            " The call ended: {}.",
+            ended.replace(['_', '-'], " ")
+        ));
+    }
+    out
 }
 
 fn say(text: &str) -> AgentReply {
@@ -369,12 +562,13 @@ fn goodbye(user: &Utterance, previous_agent: &str, tools: &[ToolSpec]) -> Option
         && user.words.len() <= 4
         && user.has_any(&["no", "nope", "nah", "not"]);
     if closing || declined {
-        let mut reply = say(GOODBYE_REPLY);
-        if has_tool(tools, END_CALL_TOOL_NAME) {
-            reply
-                .tool_calls
-                .push((END_CALL_TOOL_NAME.to_owned(), "{}".to_owned()));
+        if !has_tool(tools, END_CALL_TOOL_NAME) {
+            return Some(say(GOODBYE_REPLY));
         }
+        let mut reply = say(CLOSING_REPLY);
+        reply
+            .tool_calls
+            .push((END_CALL_TOOL_NAME.to_owned(), "{}".to_owned()));
         return Some(reply);
     }
     if user.words.len() <= 5 && user.has_phrase(&["thank you", "thanks", "thank you very much"]) {
@@ -683,8 +877,10 @@ fn tool_intent(messages: &[ChatMessage], tools: &[ToolSpec]) -> Option<AgentRepl
     }
     let missing = schema.missing(&args);
     if missing.is_empty() {
+        // No words of its own: the engine speaks the tool's `message` while it runs, and
+        // the result gets its own reply.
         return Some(AgentReply {
-            text: "One moment while I take care of that.".to_owned(),
+            text: String::new(),
             tool_calls: vec![(tool.name.clone(), Value::Object(args).to_string())],
         });
     }
@@ -725,8 +921,12 @@ struct ArgSchema {
 
 impl ArgSchema {
     fn of(tool: &ToolSpec) -> Self {
-        let required: Vec<String> = tool
-            .parameters
+        ArgSchema::from_schema(&tool.parameters)
+    }
+
+    /// The properties of a JSON Schema object.
+    fn from_schema(parameters: &Value) -> Self {
+        let required: Vec<String> = parameters
             .get("required")
             .and_then(Value::as_array)
             .map(|r| {
@@ -737,7 +937,7 @@ impl ArgSchema {
             })
             .unwrap_or_default();
         let mut properties = Vec::new();
-        if let Some(props) = tool.parameters.get("properties").and_then(Value::as_object) {
+        if let Some(props) = parameters.get("properties").and_then(Value::as_object) {
             for (name, spec) in props {
                 let description = spec
                     .get("description")
