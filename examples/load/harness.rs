@@ -39,6 +39,7 @@ use voxline::engine::driver::{
     new_call, DriverOptions, EventStream, LatenessHistogram, MediaCounters, ProviderSet,
 };
 use voxline::engine::media::{InboundCounters, MediaConfig, MediaError, OutboundCounters, RtpPort};
+use voxline::engine::provider::{ChatMessage, ToolCallRequest};
 use voxline::engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt, ScriptedTts};
 use voxline::engine::vad::{VadConfig, VadError, VoiceDetector};
 
@@ -1232,6 +1233,25 @@ struct CallResult {
     unsent: u64,
     caller: CallerReport,
     events: EventSummary,
+    /// Messages in the conversation history when the call ended.
+    history_messages: usize,
+    /// Their heap, estimated: see [`history_bytes`].
+    history_bytes: usize,
+}
+
+/// The heap a conversation history holds, estimated: the vector's capacity in messages and the
+/// capacity of every text in them (allocator overhead not included).
+fn history_bytes(history: &[ChatMessage], capacity: usize) -> usize {
+    let strings = history.iter().map(|m| {
+        m.content.capacity()
+            + m.tool_call_id.as_ref().map_or(0, String::capacity)
+            + m.tool_calls.capacity() * std::mem::size_of::<ToolCallRequest>()
+            + m.tool_calls
+                .iter()
+                .map(|c| c.id.capacity() + c.name.capacity() + c.arguments.capacity())
+                .sum::<usize>()
+    });
+    capacity * std::mem::size_of::<ChatMessage>() + strings.sum::<usize>()
 }
 
 fn bind_loopback() -> Result<(std::net::UdpSocket, SocketAddr), HarnessError> {
@@ -1299,6 +1319,8 @@ async fn one_call(
     let events = host.await.map_err(|e| HarnessError::Task(e.to_string()))?;
     let caller = caller?;
     Ok(CallResult {
+        history_messages: outcome.history.len(),
+        history_bytes: history_bytes(&outcome.history, outcome.history.capacity()),
         end_reason: outcome.end_reason,
         media: outcome.media,
         inbound: port.inbound().counters(),
@@ -1800,6 +1822,13 @@ pub struct LoadReport {
     pub rss_sample_interval_s: f64,
     /// Process RSS (KiB) from the start of the load, one reading per `rss_sample_interval_s`.
     pub rss_samples_kib: Vec<u64>,
+    /// Messages in a call's conversation history when it ended, mean over calls. A call keeps
+    /// its whole history for the model, so it grows with the turns.
+    pub history_messages_per_call: f64,
+    /// That history's heap when the call ended, mean over calls (KiB, estimated from the
+    /// capacities: vector and texts, no allocator overhead): the part of the RSS growth of a
+    /// long run that is the conversations themselves.
+    pub history_kib_per_call: f64,
     /// Agent answers heard by the callers (voice-to-voice samples).
     pub turns_answered: usize,
     /// Caller turns no agent audio followed within 6 s.
@@ -2180,6 +2209,17 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         rss_steady,
         rss_sample_interval_s: rss_samples.interval().as_secs_f64(),
         rss_samples_kib: rss_samples.readings().to_vec(),
+        history_messages_per_call: round(
+            results.iter().map(|r| r.history_messages).sum::<usize>() as f64
+                / results.len().max(1) as f64,
+            1,
+        ),
+        history_kib_per_call: round(
+            results.iter().map(|r| r.history_bytes).sum::<usize>() as f64
+                / 1024.0
+                / results.len().max(1) as f64,
+            1,
+        ),
         turns_answered: v2v.count() as usize,
         turns_unanswered: unanswered,
         v2v_ms_p50: q(v2v, 0.5, Duration::ZERO),
@@ -2269,4 +2309,37 @@ pub fn run_scaling(config: &LoadConfig) -> Result<ScalingReport, HarnessError> {
         note: "both runs share one process: the second reuses the heap the first freed, so its \
                RSS figures understate the memory per call; take RSS from the first run",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxline::engine::provider::Role;
+
+    #[test]
+    fn history_bytes_count_the_vector_and_the_texts() {
+        let mut history = Vec::with_capacity(4);
+        history.push(ChatMessage::text(Role::System, String::with_capacity(100)));
+        history.push(ChatMessage::text(Role::User, "hello".to_string()));
+        let message = std::mem::size_of::<ChatMessage>();
+        assert_eq!(
+            history_bytes(&history, history.capacity()),
+            history.capacity() * message + 100 + 5
+        );
+        history.push(ChatMessage {
+            tool_calls: vec![ToolCallRequest {
+                id: "a".into(),
+                name: "bc".into(),
+                arguments: "{}".into(),
+            }],
+            tool_call_id: Some("xyz".into()),
+            ..ChatMessage::text(Role::Assistant, String::new())
+        });
+        let call = std::mem::size_of::<ToolCallRequest>();
+        assert_eq!(
+            history_bytes(&history, history.capacity()),
+            history.capacity() * message + 105 + call + 1 + 2 + 2 + 3
+        );
+        assert_eq!(history_bytes(&[], 0), 0);
+    }
 }
