@@ -27,9 +27,9 @@ plots=benches/plots
 quiet_busy=12
 quiet_seconds=5
 quiet_timeout=900
-long=false
 dry_run=false
 plot=true
+floor_frames=
 extra=()
 
 usage() {
@@ -40,8 +40,11 @@ Options:
   --seconds S          length of every run (default $seconds)
   --opus "N ..."       Opus call counts, "" for none (default "$opus_calls")
   --pcmu "N ..."       G.711 u-law call counts, "" for none (default "$pcmu_calls")
-  --long               only the 10-minute RSS run (150 Opus calls, 600 s); with --opus N
+  --long               only the 10-minute RSS run (150 Opus calls, 600 s, codec floor
+                       measured on 500000 frames per direction and scaled up); with --opus N
                        and --seconds S given after it, that run instead
+  --floor-frames N     measure the codec floor on at most N frames per direction (the
+                       harness's --floor-frames; default: all frames)
   --results DIR        where reports go (default $results)
   --plots DIR          where charts go (default $plots)
   --quiet-busy PCT     host busy share that counts as quiet (default $quiet_busy)
@@ -58,7 +61,8 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=$2; shift 2 ;;
     --opus) opus_calls=$2; shift 2 ;;
     --pcmu) pcmu_calls=$2; shift 2 ;;
-    --long) long=true; seconds=600; opus_calls=150; pcmu_calls=""; shift ;;
+    --long) seconds=600; opus_calls=150; pcmu_calls=""; floor_frames=500000; shift ;;
+    --floor-frames) floor_frames=$2; shift 2 ;;
     --results) results=$2; shift 2 ;;
     --plots) plots=$2; shift 2 ;;
     --quiet-busy) quiet_busy=$2; shift 2 ;;
@@ -100,6 +104,10 @@ wait_quiet() {
   done
   echo "$waited"
 }
+
+if [ -n "$floor_frames" ]; then
+  extra=(--floor-frames "$floor_frames" "${extra[@]}")
+fi
 
 runs=()
 for n in $opus_calls; do runs+=("opus $n"); done
