@@ -369,16 +369,18 @@ fn plot_cpu(runs: &[Run], codec: &str, path: &Path) -> ChartResult<()> {
                 (FONT, 13),
             )
     }))?;
-    let missed = RED.stroke_width(2);
-    chart
-        .draw_series(
-            points
-                .iter()
-                .filter(|p| p.deadline_misses > 0)
-                .map(|p| Cross::new((p.calls as f64, p.engine_ms), 8, missed)),
-        )?
-        .label("run with deadline misses (frames > 10 ms late)")
-        .legend(move |(x, y)| Cross::new((x + 10, y), 6, missed));
+    if points.iter().any(|p| p.deadline_misses > 0) {
+        let missed = RED.stroke_width(2);
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| p.deadline_misses > 0)
+                    .map(|p| Cross::new((p.calls as f64, p.engine_ms), 8, missed)),
+            )?
+            .label("run with deadline misses (frames > 10 ms late)")
+            .legend(move |(x, y)| Cross::new((x + 10, y), 6, missed));
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -921,6 +923,9 @@ mod tests {
         );
         let svg = std::fs::read_to_string(dir.join("cpu_opus.svg")).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("codec floor"));
+        assert!(!svg.contains("deadline misses"));
+        let svg = std::fs::read_to_string(dir.join("cpu_pcmu.svg")).unwrap();
+        assert!(svg.contains("deadline misses"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
