@@ -43,19 +43,36 @@
 //!   agent packet's arrival + its 20 ms), also relative to the point where the engine's rules
 //!   decide on the interruption.
 //!
+//! The report also carries the RSS readings of the run (one a second; `rss_steady` is the
+//! growth from 10 % into the run, after the last call started, to its end) and the latency
+//! distributions behind the quantiles (`latency_histograms`), for `examples/load_plot.rs`.
+//!
 //! `--scaling` runs the same calls on 1 engine thread and on `--threads`, and reports the CPU
 //! scaling efficiency. Exit status: 0 = no deadline misses, 1 = some call missed deadlines,
 //! 2 = bad command line, 3 = the harness failed. `--help` lists every option.
 
 #[path = "load/harness.rs"]
 mod harness;
+#[path = "load/json.rs"]
+mod json;
 
 use std::process::ExitCode;
 
 use harness::{Command, USAGE};
 
 fn main() -> ExitCode {
-    let command = match harness::parse_args(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command_line = format!(
+        "cargo run --release --example load --{}",
+        args.iter()
+            .map(|a| if a.contains(char::is_whitespace) {
+                format!(" '{a}'")
+            } else {
+                format!(" {a}")
+            })
+            .collect::<String>()
+    );
+    let command = match harness::parse_args(args) {
         Ok(command) => command,
         Err(e) => {
             eprintln!("load: {e}\nusage: cargo run --release --example load -- [OPTIONS] (--help lists them)");
@@ -81,11 +98,17 @@ fn main() -> ExitCode {
             ""
         }
     );
+    let command = Some(command_line);
     let outcome = if scaling {
-        harness::run_scaling(&config)
-            .map(|r| (serde_json::to_string_pretty(&r), r.total_deadline_misses()))
+        harness::run_scaling(&config).map(|mut r| {
+            r.command = command;
+            (json::to_string(&r), r.total_deadline_misses())
+        })
     } else {
-        harness::run(&config).map(|r| (serde_json::to_string_pretty(&r), r.deadline_misses))
+        harness::run(&config).map(|mut r| {
+            r.command = command;
+            (json::to_string(&r), r.deadline_misses)
+        })
     };
     match outcome {
         Ok((Ok(json), misses)) => {

@@ -15,10 +15,12 @@
 //! After the load, the same number of frames goes through the codec, resampler and VAD alone on
 //! one thread (the codec floor), for the engine-to-floor ratio.
 
+#[path = "stats.rs"]
+pub mod stats;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,8 +39,11 @@ use voxline::engine::driver::{
     new_call, DriverOptions, EventStream, LatenessHistogram, MediaCounters, ProviderSet,
 };
 use voxline::engine::media::{InboundCounters, MediaConfig, MediaError, OutboundCounters, RtpPort};
+use voxline::engine::provider::{ChatMessage, ToolCallRequest};
 use voxline::engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt, ScriptedTts};
 use voxline::engine::vad::{VadConfig, VadError, VoiceDetector};
+
+use stats::{steady_growth, steady_window, Histogram, HistogramExport, RssGrowth, RssSeries};
 
 /// One 20 ms frame.
 const FRAME: Duration = Duration::from_millis(20);
@@ -71,6 +76,19 @@ const USER_HZ: f64 = 100.0;
 const ENGINE_THREAD: &str = "vx-engine";
 /// Name of the simulated callers' runtime threads.
 const CALLER_THREAD: &str = "vx-caller";
+/// About one conversation cycle (greeting, a turn, an answer, an interrupted answer): after
+/// this, every call has been through every path once, and RSS should stay flat.
+const WARM_UP: Duration = Duration::from_secs(15);
+/// Time between two RSS readings.
+const RSS_INTERVAL: Duration = Duration::from_secs(1);
+/// RSS readings kept: a longer run keeps every second one, then every fourth… (see [`RssSeries`]).
+const RSS_READINGS: usize = 1024;
+/// Resolution of the latency histograms.
+const LATENCY_BIN: Duration = Duration::from_micros(100);
+/// Range of the latency histograms; longer values only count in the maximum.
+const LATENCY_RANGE: Duration = Duration::from_secs(10);
+/// Bin width of the latency histograms in the report.
+const REPORT_BIN: Duration = Duration::from_micros(500);
 
 /// What the agent says when the call starts (about 3.7 s of TTS).
 const GREETING: &str = "Hello, thanks for calling the clinic. How can I help you today?";
@@ -754,6 +772,39 @@ struct Shared {
     tts_clip: Arc<[i16]>,
     /// See [`vad_tail`].
     vad_tail: Duration,
+    /// Every call's latency samples.
+    samples: LatencySamples,
+}
+
+/// The latency samples of all calls, in fixed histograms that the callers and hosts record into
+/// as they go: a long run's bookkeeping does not grow with its turns.
+struct LatencySamples {
+    /// Voice-to-voice on the wire at the caller: its last speech packet sent → first audible agent
+    /// packet received.
+    v2v: Histogram,
+    /// Barge-in on the wire: the caller's first speech packet sent → the end of the last audible
+    /// agent packet (its arrival + 20 ms).
+    barge_in: Histogram,
+    /// The engine's own voice-to-voice figure per turn (`Latency` events, whole ms).
+    v2v_reported: Histogram,
+    /// Model request → first token, as the engine saw it, per turn.
+    llm_first_token: Histogram,
+    /// Text → first TTS audio, as the engine saw it, per turn.
+    tts_first_audio: Histogram,
+}
+
+impl LatencySamples {
+    fn new() -> LatencySamples {
+        let wire = || Histogram::new(LATENCY_BIN, LATENCY_RANGE);
+        let whole_ms = || Histogram::new(Duration::from_millis(1), LATENCY_RANGE);
+        LatencySamples {
+            v2v: wire(),
+            barge_in: wire(),
+            v2v_reported: whole_ms(),
+            llm_first_token: whole_ms(),
+            tts_first_audio: whole_ms(),
+        }
+    }
 }
 
 impl Shared {
@@ -829,12 +880,6 @@ struct CallerReport {
     agent_lost: u64,
     /// Agent datagrams that were not valid RTP.
     agent_invalid: u64,
-    /// Voice-to-voice on the wire: the caller's last speech packet sent → first audible agent
-    /// packet received.
-    v2v: Vec<Duration>,
-    /// Barge-in on the wire: the caller's first speech packet sent → the end of the last audible
-    /// agent packet (its arrival + 20 ms).
-    barge_in: Vec<Duration>,
     /// Barge-ins after which the agent was still audible when the caller stopped talking.
     barge_in_failed: u32,
     /// Turns after which no agent audio came within [`NO_ANSWER`].
@@ -1012,9 +1057,10 @@ impl Caller {
                             b.settled = true;
                             // The agent is silent once the last audible packet's 20 ms have played.
                             let silent = t + FRAME;
-                            self.report
+                            self.shared
+                                .samples
                                 .barge_in
-                                .push(silent.saturating_duration_since(onset));
+                                .record(silent.saturating_duration_since(onset));
                         }
                         // The agent had already stopped on its own: nothing to measure.
                         None if now >= onset + BARGE_IN_SETTLED => b.settled = true,
@@ -1080,9 +1126,10 @@ impl Caller {
         self.last_audible = Some(now);
         match &mut self.phase {
             Phase::Wait { speech_end } => {
-                self.report
+                self.shared
+                    .samples
                     .v2v
-                    .push(now.saturating_duration_since(*speech_end));
+                    .record(now.saturating_duration_since(*speech_end));
                 self.answers += 1;
                 let every = self.shared.config.barge_in_every;
                 self.phase = Phase::Listen {
@@ -1144,31 +1191,28 @@ async fn run_caller(
 // ---------------------------------------------------------------------------------------------
 // One call
 
-/// What the host saw on a call's event stream.
+/// What the host saw on a call's event stream (its latencies go to the shared histograms).
 #[derive(Debug, Default)]
 struct EventSummary {
-    /// The engine's own voice-to-voice figure per turn (`Latency` events).
-    v2v_reported_ms: Vec<u64>,
-    /// Model request → first token, as the engine saw it, per turn.
-    llm_first_token_ms: Vec<u64>,
-    /// Text → first TTS audio, as the engine saw it, per turn.
-    tts_first_audio_ms: Vec<u64>,
     interruptions: u32,
     provider_errors: u32,
 }
 
-async fn drain_events(mut events: EventStream) -> EventSummary {
+async fn drain_events(mut events: EventStream, shared: Arc<Shared>) -> EventSummary {
     let mut summary = EventSummary::default();
+    let samples = &shared.samples;
     while let Some(record) = events.next().await {
         match record.event {
             CallEvent::Latency { latency, .. } => {
-                summary.v2v_reported_ms.push(latency.voice_to_voice_ms);
-                summary
-                    .llm_first_token_ms
-                    .extend(latency.llm_first_token_ms);
-                summary
-                    .tts_first_audio_ms
-                    .extend(latency.tts_first_audio_ms);
+                samples
+                    .v2v_reported
+                    .record(Duration::from_millis(latency.voice_to_voice_ms));
+                if let Some(ms) = latency.llm_first_token_ms {
+                    samples.llm_first_token.record(Duration::from_millis(ms));
+                }
+                if let Some(ms) = latency.tts_first_audio_ms {
+                    samples.tts_first_audio.record(Duration::from_millis(ms));
+                }
             }
             CallEvent::AgentInterrupted { .. } => summary.interruptions += 1,
             CallEvent::ProviderError { .. } => summary.provider_errors += 1,
@@ -1189,6 +1233,25 @@ struct CallResult {
     unsent: u64,
     caller: CallerReport,
     events: EventSummary,
+    /// Messages in the conversation history when the call ended.
+    history_messages: usize,
+    /// Their heap, estimated: see [`history_bytes`].
+    history_bytes: usize,
+}
+
+/// The heap a conversation history holds, estimated: the vector's capacity in messages and the
+/// capacity of every text in them (allocator overhead not included).
+fn history_bytes(history: &[ChatMessage], capacity: usize) -> usize {
+    let strings = history.iter().map(|m| {
+        m.content.capacity()
+            + m.tool_call_id.as_ref().map_or(0, String::capacity)
+            + m.tool_calls.capacity() * std::mem::size_of::<ToolCallRequest>()
+            + m.tool_calls
+                .iter()
+                .map(|c| c.id.capacity() + c.name.capacity() + c.arguments.capacity())
+                .sum::<usize>()
+    });
+    capacity * std::mem::size_of::<ChatMessage>() + strings.sum::<usize>()
 }
 
 fn bind_loopback() -> Result<(std::net::UdpSocket, SocketAddr), HarnessError> {
@@ -1240,7 +1303,7 @@ async fn one_call(
     let caller = Caller::new(index, shared.clone(), now + answer_delay)?;
     let until = now + Duration::from_secs(shared.config.seconds);
     let call = engine.spawn(task.run_with_port());
-    let host = tokio::spawn(drain_events(events));
+    let host = tokio::spawn(drain_events(events, shared.clone()));
     let answer = {
         let control = control.clone();
         tokio::spawn(async move {
@@ -1256,6 +1319,8 @@ async fn one_call(
     let events = host.await.map_err(|e| HarnessError::Task(e.to_string()))?;
     let caller = caller?;
     Ok(CallResult {
+        history_messages: outcome.history.len(),
+        history_bytes: history_bytes(&outcome.history, outcome.history.capacity()),
         end_reason: outcome.end_reason,
         media: outcome.media,
         inbound: port.inbound().counters(),
@@ -1275,10 +1340,10 @@ async fn one_call(
 async fn drive(
     shared: Arc<Shared>,
     engine: tokio::runtime::Handle,
-) -> (Result<Vec<CallResult>, HarnessError>, Vec<(f64, u64)>) {
+) -> (Result<Vec<CallResult>, HarnessError>, RssSeries) {
     let t0 = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn(sample_rss(stop.clone(), t0));
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let sampler = tokio::spawn(sample_rss(stopped));
     let n = shared.config.calls;
     let joins: Vec<_> = (0..n)
         .map(|i| {
@@ -1303,25 +1368,34 @@ async fn drive(
             }
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let rss = sampler.await.unwrap_or_default();
+    let _ = stop.send(());
+    let rss = sampler
+        .await
+        .unwrap_or_else(|_| RssSeries::new(RSS_INTERVAL, RSS_READINGS));
     match first_error {
         Some(e) => (Err(e), rss),
         None => (Ok(results), rss),
     }
 }
 
-async fn sample_rss(stop: Arc<AtomicBool>, t0: Instant) -> Vec<(f64, u64)> {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut samples = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        tick.tick().await;
-        if let Some(kib) = proc_status_kib("VmRSS:") {
-            samples.push((t0.elapsed().as_secs_f64(), kib));
+/// Reads the process RSS every [`RSS_INTERVAL`] from now until `stop` fires, into a series of
+/// fixed size (a late reading is taken at once, so the readings keep their places in time).
+async fn sample_rss(mut stop: tokio::sync::oneshot::Receiver<()>) -> RssSeries {
+    let mut series = RssSeries::new(RSS_INTERVAL, RSS_READINGS);
+    let mut tick = tokio::time::interval(RSS_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut last = proc_status_kib("VmRSS:").unwrap_or(0);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                // A failed read repeats the last reading rather than shifting the later ones.
+                last = proc_status_kib("VmRSS:").unwrap_or(last);
+                series.push(last);
+            }
+            _ = &mut stop => break,
         }
     }
-    samples
+    series
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1643,6 +1717,8 @@ pub struct ProvidersSeen {
 /// The result of one load run (`--scaling` prints two of them).
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadReport {
+    /// The command line that ran it (set by `examples/load.rs`; `null` in-process).
+    pub command: Option<String>,
     /// Concurrent calls.
     pub calls: usize,
     /// Length of each call (s).
@@ -1732,9 +1808,27 @@ pub struct LoadReport {
     pub rss_peak_kib: u64,
     /// (peak − before) / calls (KiB); includes each simulated caller's socket state and decoder.
     pub rss_per_call_kib: f64,
-    /// RSS change while all calls were up (10 % into the run to its end), in percent; `null`
-    /// when that window is under 5 s.
+    /// RSS change over the steady state, in percent: `rss_steady.growth_pct`; `null` when the run
+    /// is too short to have one.
     pub rss_growth_pct: Option<f64>,
+    /// RSS over the steady state — from 10 % into the run or 15 s after the last call was
+    /// answered (a conversation cycle), whichever is later, to the end; at least 5 s — its
+    /// readings at the start, the end and the largest, the growth to the end and to the
+    /// largest, and the least-squares slope. `null` for shorter runs (under about 30 s with
+    /// the default stagger and answer spread).
+    pub rss_steady: Option<RssGrowth>,
+    /// Time between two readings of `rss_samples_kib` (s): 1, doubled each time a long run
+    /// fills the series' fixed size.
+    pub rss_sample_interval_s: f64,
+    /// Process RSS (KiB) from the start of the load, one reading per `rss_sample_interval_s`.
+    pub rss_samples_kib: Vec<u64>,
+    /// Messages in a call's conversation history when it ended, mean over calls. A call keeps
+    /// its whole history for the model, so it grows with the turns.
+    pub history_messages_per_call: f64,
+    /// That history's heap when the call ended, mean over calls (KiB, estimated from the
+    /// capacities: vector and texts, no allocator overhead): the part of the RSS growth of a
+    /// long run that is the conversations themselves.
+    pub history_kib_per_call: f64,
     /// Agent answers heard by the callers (voice-to-voice samples).
     pub turns_answered: usize,
     /// Caller turns no agent audio followed within 6 s.
@@ -1784,6 +1878,25 @@ pub struct LoadReport {
     pub engine_unsent_packets: u64,
     /// Caller packets the callers could not send.
     pub caller_send_failures: u64,
+    /// The latency distributions behind the quantiles above, for plots.
+    pub latency_histograms: LatencyHistograms,
+}
+
+/// The run's latency distributions (bins of 0.5 ms, the engine's own figure in whole ms); the
+/// quantiles in the report come from the same samples at 0.1 ms resolution.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyHistograms {
+    /// Voice-to-voice on the wire, per answered turn.
+    pub v2v_ms: HistogramExport,
+    /// The engine's share of it: the same samples less the nominal path
+    /// (`latency_split_ms.nominal_total`).
+    pub v2v_engine_ms: HistogramExport,
+    /// Barge-in on the wire, per interruption.
+    pub barge_in_ms: HistogramExport,
+    /// The same samples relative to the engine's decision point (`barge_in_decision_ms`).
+    pub barge_in_after_decision_ms: HistogramExport,
+    /// The engine's `Latency` event per turn (its VAD's speech end → first agent frame).
+    pub v2v_engine_reported_ms: HistogramExport,
 }
 
 /// The 1-thread vs all-threads comparison.
@@ -1791,6 +1904,8 @@ pub struct LoadReport {
 pub struct ScalingReport {
     /// Always `scaling`.
     pub mode: &'static str,
+    /// The command line that ran it (set by `examples/load.rs`; `null` in-process).
+    pub command: Option<String>,
     /// Concurrent calls in both runs.
     pub calls: usize,
     /// Call length (s).
@@ -1871,6 +1986,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         vad_tail: vad_tail(config.codec, &audio)?,
         audio,
         tts_clip: clip.into(),
+        samples: LatencySamples::new(),
     });
     let engine_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads)
@@ -1922,7 +2038,6 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         (0u64, 0u64, 0u64, 0u64);
     let (mut speech_sent, mut noise_sent, mut unsent, mut send_failures) = (0u64, 0u64, 0u64, 0u64);
     let (mut interruptions, mut provider_errors) = (0u64, 0u64);
-    let (mut v2v, mut barge, mut reported) = (Vec::new(), Vec::new(), Vec::new());
     for r in &results {
         lateness.merge(&r.media.lateness);
         *end_reasons.entry(r.end_reason.as_str()).or_insert(0) += 1;
@@ -1947,9 +2062,6 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         send_failures += r.caller.send_failures;
         interruptions += u64::from(r.events.interruptions);
         provider_errors += u64::from(r.events.provider_errors);
-        v2v.extend(r.caller.v2v.iter().copied());
-        barge.extend(r.caller.barge_in.iter().copied());
-        reported.extend(r.events.v2v_reported_ms.iter().copied());
     }
     let jb_delay = sorted_ms(
         results
@@ -2004,64 +2116,30 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         + p.llm_first_token
         + stream
         + p.tts_first_byte;
-    for (i, r) in results.iter().enumerate() {
-        eprintln!(
-            "call {i}: v2v {:?} reported {:?} barge {:?}",
-            r.caller
-                .v2v
-                .iter()
-                .map(|d| d.as_millis())
-                .collect::<Vec<_>>(),
-            r.events.v2v_reported_ms,
-            r.caller
-                .barge_in
-                .iter()
-                .map(|d| d.as_millis())
-                .collect::<Vec<_>>()
-        );
-    }
-    let v2v_sorted = sorted_ms(v2v.iter().map(|d| ms(*d)));
-    let llm_seen = sorted_ms(
-        results
-            .iter()
-            .flat_map(|r| r.events.llm_first_token_ms.iter())
-            .map(|&m| m as f64),
-    );
-    let tts_seen = sorted_ms(
-        results
-            .iter()
-            .flat_map(|r| r.events.tts_first_audio_ms.iter())
-            .map(|&m| m as f64),
-    );
-    let engine_sorted = sorted_ms(v2v.iter().map(|d| ms(*d) - ms(nominal)));
-    let reported_sorted = sorted_ms(reported.iter().map(|&m| m as f64));
-    let barge_sorted = sorted_ms(barge.iter().map(|d| ms(*d)));
+    let samples = &shared.samples;
+    // Quantiles in ms, shifted by `offset` (the engine's share is voice-to-voice − nominal).
+    let q = |h: &Histogram, q: f64, offset: Duration| {
+        h.quantile(q).map(|d| round(ms(d) - ms(offset), 2))
+    };
+    let max = |h: &Histogram, offset: Duration| h.max().map(|d| round(ms(d) - ms(offset), 2));
+    let (v2v, barge) = (&samples.v2v, &samples.barge_in);
     let decision = if config.pause_on_speech {
         vad.start_after
     } else {
         vad.start_after.max(turn.interruption_min_duration)
     };
-    let after_decision = sorted_ms(barge.iter().map(|d| ms(*d) - ms(decision)));
+    let engine_p50 = q(v2v, 0.5, nominal);
 
-    // Memory: peak over before, and growth while all calls were up.
-    let sampled_peak = rss_samples.iter().map(|s| s.1).max().unwrap_or(rss_before);
-    let rss_peak = sampled_peak.max(hwm.unwrap_or(0));
-    let window_start = config.stagger.as_secs_f64() + 0.1 * config.seconds as f64;
-    let window_end = config.seconds as f64;
-    let rss_at = |t: f64| rss_samples.iter().find(|s| s.0 >= t).map(|s| s.1);
-    let rss_growth_pct = if window_end - window_start >= 5.0 {
-        let last = rss_samples
-            .iter()
-            .rev()
-            .find(|s| s.0 <= window_end)
-            .map(|s| s.1);
-        match (rss_at(window_start), last) {
-            (Some(a), Some(b)) if a > 0 => Some(round((b as f64 - a as f64) / a as f64 * 100.0, 2)),
-            _ => None,
-        }
-    } else {
-        None
-    };
+    // Memory: peak over before, and growth while all calls were up and warmed up.
+    let rss_points = rss_samples.points();
+    let sampled_peak = rss_samples.readings().iter().copied().max();
+    let rss_peak = sampled_peak.unwrap_or(rss_before).max(hwm.unwrap_or(0));
+    let rss_steady = steady_window(
+        config.seconds as f64,
+        (config.stagger + config.answer_spread).as_secs_f64(),
+        WARM_UP.as_secs_f64(),
+    )
+    .and_then(|(from, to)| steady_growth(&rss_points, from, to));
 
     let providers = format!(
         "in-process fakes (testkit ScriptedStt/ScriptedLlm/ScriptedTts), latencies: STT final {} ms, \
@@ -2072,6 +2150,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         p.tts_first_byte.as_millis()
     );
     Ok(LoadReport {
+        command: None,
         calls: config.calls,
         seconds: config.seconds,
         threads: config.threads,
@@ -2126,17 +2205,31 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
             rss_peak.saturating_sub(rss_before) as f64 / config.calls as f64,
             1,
         ),
-        rss_growth_pct,
-        turns_answered: v2v.len(),
+        rss_growth_pct: rss_steady.as_ref().map(|g| g.growth_pct),
+        rss_steady,
+        rss_sample_interval_s: rss_samples.interval().as_secs_f64(),
+        rss_samples_kib: rss_samples.readings().to_vec(),
+        history_messages_per_call: round(
+            results.iter().map(|r| r.history_messages).sum::<usize>() as f64
+                / results.len().max(1) as f64,
+            1,
+        ),
+        history_kib_per_call: round(
+            results.iter().map(|r| r.history_bytes).sum::<usize>() as f64
+                / 1024.0
+                / results.len().max(1) as f64,
+            1,
+        ),
+        turns_answered: v2v.count() as usize,
         turns_unanswered: unanswered,
-        v2v_ms_p50: percentile(&v2v_sorted, 0.5),
-        v2v_ms_p99: percentile(&v2v_sorted, 0.99),
-        v2v_ms_max: v2v_sorted.last().copied(),
-        v2v_engine_ms_p50: percentile(&engine_sorted, 0.5),
-        v2v_engine_ms_p99: percentile(&engine_sorted, 0.99),
-        v2v_engine_ms_max: engine_sorted.last().map(|v| round(*v, 2)),
-        v2v_engine_reported_ms_p50: percentile(&reported_sorted, 0.5),
-        v2v_engine_reported_ms_p99: percentile(&reported_sorted, 0.99),
+        v2v_ms_p50: q(v2v, 0.5, Duration::ZERO),
+        v2v_ms_p99: q(v2v, 0.99, Duration::ZERO),
+        v2v_ms_max: max(v2v, Duration::ZERO),
+        v2v_engine_ms_p50: engine_p50,
+        v2v_engine_ms_p99: q(v2v, 0.99, nominal),
+        v2v_engine_ms_max: max(v2v, nominal),
+        v2v_engine_reported_ms_p50: q(&samples.v2v_reported, 0.5, Duration::ZERO),
+        v2v_engine_reported_ms_p99: q(&samples.v2v_reported, 0.99, Duration::ZERO),
         latency_split_ms: LatencySplit {
             vad_stop_hangover: ms(vad.stop_after),
             endpointing_extra: ms(endpointing_extra),
@@ -2145,13 +2238,13 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
             llm_stream_to_first_chunk: ms(stream),
             tts_first_byte: ms(p.tts_first_byte),
             nominal_total: ms(nominal),
-            v2v_p50: percentile(&v2v_sorted, 0.5),
-            engine_p50: percentile(&engine_sorted, 0.5),
-            engine_p99: percentile(&engine_sorted, 0.99),
+            v2v_p50: q(v2v, 0.5, Duration::ZERO),
+            engine_p50,
+            engine_p99: q(v2v, 0.99, nominal),
             engine_share_p50: EngineShare {
                 jitter_buffer: percentile(&jb_delay, 0.5),
                 vad_tail: ms(shared.vad_tail),
-                rest: percentile(&engine_sorted, 0.5).map(|e| {
+                rest: engine_p50.map(|e| {
                     round(
                         e - percentile(&jb_delay, 0.5).unwrap_or(0.0) - ms(shared.vad_tail),
                         2,
@@ -2159,22 +2252,29 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
                 }),
             },
             providers_seen_by_engine_p50: ProvidersSeen {
-                llm_first_token: percentile(&llm_seen, 0.5),
-                tts_first_audio: percentile(&tts_seen, 0.5),
+                llm_first_token: q(&samples.llm_first_token, 0.5, Duration::ZERO),
+                tts_first_audio: q(&samples.tts_first_audio, 0.5, Duration::ZERO),
             },
         },
-        barge_ins: barge.len(),
+        barge_ins: barge.count() as usize,
         barge_ins_failed: failed_barge,
-        barge_in_ms_p50: percentile(&barge_sorted, 0.5),
-        barge_in_ms_p99: percentile(&barge_sorted, 0.99),
-        barge_in_ms_max: barge_sorted.last().copied(),
+        barge_in_ms_p50: q(barge, 0.5, Duration::ZERO),
+        barge_in_ms_p99: q(barge, 0.99, Duration::ZERO),
+        barge_in_ms_max: max(barge, Duration::ZERO),
         barge_in_decision_ms: ms(decision),
-        barge_in_after_decision_ms_p50: percentile(&after_decision, 0.5),
-        barge_in_after_decision_ms_p99: percentile(&after_decision, 0.99),
+        barge_in_after_decision_ms_p50: q(barge, 0.5, decision),
+        barge_in_after_decision_ms_p99: q(barge, 0.99, decision),
         engine_interruptions: interruptions,
         provider_errors,
         engine_unsent_packets: unsent,
         caller_send_failures: send_failures,
+        latency_histograms: LatencyHistograms {
+            v2v_ms: v2v.export(REPORT_BIN, 0.0),
+            v2v_engine_ms: v2v.export(REPORT_BIN, ms(nominal)),
+            barge_in_ms: barge.export(REPORT_BIN, 0.0),
+            barge_in_after_decision_ms: barge.export(REPORT_BIN, ms(decision)),
+            v2v_engine_reported_ms: samples.v2v_reported.export(Duration::from_millis(1), 0.0),
+        },
     })
 }
 
@@ -2199,6 +2299,7 @@ pub fn run_scaling(config: &LoadConfig) -> Result<ScalingReport, HarnessError> {
     };
     Ok(ScalingReport {
         mode: "scaling",
+        command: None,
         calls: config.calls,
         seconds: config.seconds,
         codec: config.codec.name(),
@@ -2208,4 +2309,37 @@ pub fn run_scaling(config: &LoadConfig) -> Result<ScalingReport, HarnessError> {
         note: "both runs share one process: the second reuses the heap the first freed, so its \
                RSS figures understate the memory per call; take RSS from the first run",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxline::engine::provider::Role;
+
+    #[test]
+    fn history_bytes_count_the_vector_and_the_texts() {
+        let mut history = Vec::with_capacity(4);
+        history.push(ChatMessage::text(Role::System, String::with_capacity(100)));
+        history.push(ChatMessage::text(Role::User, "hello".to_string()));
+        let message = std::mem::size_of::<ChatMessage>();
+        assert_eq!(
+            history_bytes(&history, history.capacity()),
+            history.capacity() * message + 100 + 5
+        );
+        history.push(ChatMessage {
+            tool_calls: vec![ToolCallRequest {
+                id: "a".into(),
+                name: "bc".into(),
+                arguments: "{}".into(),
+            }],
+            tool_call_id: Some("xyz".into()),
+            ..ChatMessage::text(Role::Assistant, String::new())
+        });
+        let call = std::mem::size_of::<ToolCallRequest>();
+        assert_eq!(
+            history_bytes(&history, history.capacity()),
+            history.capacity() * message + 105 + call + 1 + 2 + 2 + 3
+        );
+        assert_eq!(history_bytes(&[], 0), 0);
+    }
 }
