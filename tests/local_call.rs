@@ -96,9 +96,15 @@ async fn a_local_call_books_gets_interrupted_and_ends() {
         .expect("the caller barged in on the confirmation");
     let full = interrupted["full"].as_str().unwrap_or_default();
     let spoken = interrupted["spoken"].as_str().unwrap_or_default();
-    assert!(!spoken.is_empty() && spoken.len() < full.len(), "{spoken:?}");
+    assert!(
+        !spoken.is_empty() && spoken.len() < full.len(),
+        "{spoken:?}"
+    );
     // The agent closed, and the engine said the assistant's end_call_message.
-    assert!(said("assistant", "Thanks for calling Bright Smile Dental. Goodbye!"));
+    assert!(said(
+        "assistant",
+        "Thanks for calling Bright Smile Dental. Goodbye!"
+    ));
     assert!(kinds.contains(&"latency"), "{kinds:?}");
     // Sequence numbers have no gaps.
     for (i, e) in events.iter().enumerate() {

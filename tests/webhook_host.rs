@@ -3,10 +3,9 @@
 //! retried, the tool endpoint's reply reaches the model, and control commands from "stdin" get
 //! the platform's replies.
 //!
-//! Providers: the engine testkit's scripted recogniser, model and voice (`tests/standins`),
-//! standing in for the offline providers until `voxline::offline_standins()` has them.
+//! Providers: the real offline ones (PocketSphinx with the assistant's domain model hears the
+//! repository's caller WAVs, the scripted agent, espeak-ng), as a host without keys gets them.
 
-mod standins;
 #[allow(dead_code)]
 #[path = "../examples/webhook_host.rs"]
 mod webhook_host;
@@ -78,9 +77,7 @@ async fn the_host_signs_retries_and_answers_tools_over_http() {
     lines
         .send(r#"{"type": "dance"}"#.to_string())
         .expect("queue a command");
-    // Scripted stand-ins (see the module docs), not the offline providers.
-    let standins = standins::dental_standins(&[standins::CALLER_REQUEST, standins::CALLER_THANKS]);
-    let run = webhook_host::run(&args, standins, commands)
+    let run = webhook_host::run(&args, voxline::offline_standins(), commands)
         .await
         .expect("the host runs the call");
     drop(lines);
