@@ -58,7 +58,9 @@
 //! Each arriving packet yields a relative delay `d = arrival - timestamp`
 //! (in microseconds). Over a sliding window of recent packets the buffer keeps
 //! the minimum `d` (the fastest path through the network) and the 95th
-//! percentile of `d - min`; the target delay is that spread plus one frame,
+//! percentile of `d - min` (kept sorted as packets come and go, so each packet
+//! costs two binary searches and one short move, not a selection over the
+//! window); the target delay is that spread plus one frame,
 //! clamped to `[min_delay, max_delay]`. A packet later than the current target
 //! raises the target at once (a peak that decays by 20 ms per second), so
 //! the delay grows quickly and shrinks slowly. The buffer moves its actual
@@ -336,10 +338,16 @@ struct Probe {
 }
 
 /// Sliding window of relative delays with its minimum and high-percentile spread.
+///
+/// The window is kept twice: in arrival order (a ring, to know which sample leaves) and
+/// sorted (to read the minimum and the percentile by index). A push removes the oldest
+/// sample from the sorted copy and inserts the new one with a single move of the samples
+/// between the two positions, so it costs two binary searches and a short copy instead of a
+/// selection over the whole window, and allocates nothing.
 #[derive(Debug)]
 struct DelayWindow {
     samples: Vec<i64>,
-    scratch: Vec<i64>,
+    sorted: Vec<i64>,
     len: usize,
     next: usize,
     min: i64,
@@ -350,7 +358,7 @@ impl DelayWindow {
     fn new() -> Self {
         DelayWindow {
             samples: vec![0; DELAY_WINDOW],
-            scratch: Vec::with_capacity(DELAY_WINDOW),
+            sorted: vec![0; DELAY_WINDOW],
             len: 0,
             next: 0,
             min: 0,
@@ -370,16 +378,32 @@ impl DelayWindow {
     }
 
     fn push(&mut self, d: i64) {
+        if self.len == DELAY_WINDOW {
+            // Full: the oldest sample leaves. Move the samples between its place and the new
+            // sample's place by one, then write the new sample into the gap.
+            let old = self.samples[self.next];
+            let sorted = &mut self.sorted[..];
+            let from = sorted.partition_point(|&x| x < old);
+            let to = sorted.partition_point(|&x| x <= d);
+            if to > from {
+                sorted.copy_within(from + 1..to, from);
+                sorted[to - 1] = d;
+            } else {
+                sorted.copy_within(to..from, to + 1);
+                sorted[to] = d;
+            }
+        } else {
+            let sorted = &mut self.sorted[..=self.len];
+            let to = sorted[..self.len].partition_point(|&x| x <= d);
+            sorted.copy_within(to..self.len, to + 1);
+            sorted[to] = d;
+            self.len += 1;
+        }
         self.samples[self.next] = d;
         self.next = (self.next + 1) % DELAY_WINDOW;
-        self.len = (self.len + 1).min(DELAY_WINDOW);
-        let live = &self.samples[..self.len];
-        self.min = live.iter().copied().min().unwrap_or(d);
-        self.scratch.clear();
-        self.scratch.extend_from_slice(live);
+        self.min = self.sorted[0];
         let rank = (self.len - 1) * SPREAD_PERCENTILE / 100;
-        let (_, high, _) = self.scratch.select_nth_unstable(rank);
-        self.spread = high.saturating_sub(self.min).max(0);
+        self.spread = self.sorted[rank].saturating_sub(self.min).max(0);
     }
 }
 
@@ -1763,5 +1787,66 @@ mod tests {
         assert_eq!(l.jb.pop(at_ms(end + 120)), Playout::Buffering);
         let out = l.jb.insert(at_ms(end + 140), 3, 99, true, &[1]);
         assert_eq!(out, Ok(InsertOutcome::Stored));
+    }
+
+    /// The window's minimum and spread, computed the plain way (a full selection per push).
+    struct NaiveWindow {
+        samples: Vec<i64>,
+        next: usize,
+    }
+
+    impl NaiveWindow {
+        fn push(&mut self, d: i64) -> (i64, i64) {
+            if self.samples.len() < DELAY_WINDOW {
+                self.samples.push(d);
+            } else {
+                self.samples[self.next] = d;
+            }
+            self.next = (self.next + 1) % DELAY_WINDOW;
+            let min = *self.samples.iter().min().unwrap();
+            let mut scratch = self.samples.clone();
+            let rank = (scratch.len() - 1) * SPREAD_PERCENTILE / 100;
+            let (_, high, _) = scratch.select_nth_unstable(rank);
+            (min, high.saturating_sub(min).max(0))
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 64,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// The incremental window gives exactly what a full selection over the same samples
+        /// gives, through filling, sliding, repeated values, drifts and a clear.
+        #[test]
+        fn delay_window_matches_a_full_selection(
+            base in -5_000_000i64..5_000_000,
+            steps in proptest::collection::vec((0i64..80_000, 0u8..4), 1..1600),
+            clear_at in 0usize..2000,
+        ) {
+            let mut window = DelayWindow::new();
+            let mut naive = NaiveWindow { samples: Vec::new(), next: 0 };
+            let mut drift = 0i64;
+            for (i, &(jitter, kind)) in steps.iter().enumerate() {
+                if i == clear_at {
+                    window.clear();
+                    naive = NaiveWindow { samples: Vec::new(), next: 0 };
+                }
+                let d = match kind {
+                    // A clock that drifts, ties, coarse values, and plain jitter.
+                    0 => {
+                        drift += 20;
+                        base + drift + jitter
+                    }
+                    1 => base,
+                    2 => base + jitter / 10_000 * 10_000,
+                    _ => base + jitter,
+                };
+                window.push(d);
+                let (min, spread) = naive.push(d);
+                proptest::prop_assert_eq!((window.min, window.spread), (min, spread), "push {}", i);
+            }
+        }
     }
 }
