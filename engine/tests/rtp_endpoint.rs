@@ -260,9 +260,11 @@ async fn losses_are_concealed_and_reported() {
     assert_eq!(rx.received, 142);
     assert_eq!(rx.cumulative_lost, 8);
     assert_eq!(rx.duplicates, 0);
-    // Each single loss is rebuilt from the next packet's FEC. The burst of three outlasts the
-    // 40 ms buffer: the jitter buffer sees nothing buffered (an underrun, which it cannot tell
-    // from a pause) until the packet after it arrives, and then FEC rebuilds the last one.
+    // Each single loss is rebuilt from the next packet's FEC. The first one comes before the
+    // buffer keeps any look-ahead: its tick waits (a silent filler on the timeline) for the
+    // next packet, and from then on the buffer keeps 40 ms. The burst of three outlasts that:
+    // the jitter buffer sees nothing buffered (an underrun, which it cannot tell from a pause)
+    // until the packet after it arrives, and then FEC rebuilds the last one.
     let lossy = stats.inbound.frames_concealed + stats.inbound.frames_recovered;
     assert!((6..=8).contains(&lossy), "{:?}", stats.inbound);
     assert!(
@@ -273,7 +275,8 @@ async fn losses_are_concealed_and_reported() {
     assert_eq!(stats.inbound.frames_decoded, 142);
     let filled = origins.iter().filter(|o| o.is_loss()).count() as u64;
     assert_eq!(filled, lossy);
-    // The 20 ms timeline stays whole: decoded, rebuilt and filled frames cover all 150.
+    // The 20 ms timeline stays whole: decoded, rebuilt and filled frames cover all 150, plus
+    // the one tick the first loss waited (nothing was dropped to make up for it).
     let first = origins
         .iter()
         .position(|o| *o == FrameOrigin::Received)
@@ -282,7 +285,13 @@ async fn losses_are_concealed_and_reported() {
         .iter()
         .rposition(|o| *o == FrameOrigin::Received)
         .expect("audio");
-    assert_eq!(last - first + 1, 150);
+    assert_eq!(last - first + 1, 151);
+    let waited = origins[first..=last]
+        .iter()
+        .filter(|o| **o == FrameOrigin::Generated)
+        .count();
+    // Fillers: the first loss's wait, and the burst's first two packets (underruns).
+    assert_eq!(waited, 3, "{:?}", stats.inbound);
     assert!(stats.jitter_target_delay.is_some());
     // No network jitter on virtual time: the A.8 estimate stays at zero.
     assert_eq!(rx.jitter, Duration::ZERO);
