@@ -58,13 +58,31 @@
 //! Each arriving packet yields a relative delay `d = arrival - timestamp`
 //! (in microseconds). Over a sliding window of recent packets the buffer keeps
 //! the minimum `d` (the fastest path through the network) and the 95th
-//! percentile of `d - min`; the target delay is that spread plus one frame,
-//! clamped to `[min_delay, max_delay]`. A packet later than the current target
-//! raises the target at once (a peak that decays by 20 ms per second), so
-//! the delay grows quickly and shrinks slowly. The buffer moves its actual
-//! delay towards the target at talk-spurt starts (shortening or lengthening
-//! the silence before them) and otherwise one frame at a time through
-//! [`PlayoutAdjust`].
+//! percentile of `d - min` (kept sorted as packets come and go, so each packet
+//! costs two binary searches and one short move, not a selection over the
+//! window). The target delay is that spread plus half a frame, clamped to
+//! `[min_delay, max_delay]`: a packet is handed out at the first pop at least
+//! `spread` after its fastest-path arrival, so with no jitter it plays at the
+//! first pop after it arrives.
+//!
+//! # Look-ahead after the first loss
+//!
+//! Without jitter that leaves no packet of look-ahead: when a packet is lost,
+//! the one after it is not there yet when the lost one comes due, so Opus
+//! could not rebuild it from in-band FEC. The buffer therefore starts without
+//! look-ahead and adds it when the stream shows its first loss: the first
+//! underrun while no look-ahead is kept holds the playout point (the pop
+//! reports `Underrun` but the missing packet's slot stays due), so the frame of
+//! waiting becomes delay instead of a skipped packet; if a later packet then
+//! proves the loss, it is reported `Lost` with that packet for FEC, and from
+//! then on the target keeps one and a half frames more (40 ms in all on a
+//! clean stream), so later single losses find their next packet buffered.
+//!
+//! A packet later than the current target raises the target at once (a peak
+//! that decays by 20 ms per second), so the delay grows quickly and shrinks
+//! slowly. The buffer moves its actual delay towards the target at talk-spurt
+//! starts (shortening or lengthening the silence before them) and otherwise
+//! one frame at a time through [`PlayoutAdjust`].
 
 use std::time::Duration;
 
@@ -139,14 +157,15 @@ pub struct JitterConfig {
 
 impl JitterConfig {
     /// Defaults for a stream with the given RTP clock: 20 ms frames, delay
-    /// 20..200 ms starting at 40 ms, 64 slots of 1500 bytes.
+    /// 10..200 ms starting at 10 ms (a packet plays at the first pop after it
+    /// arrives until jitter or a loss asks for more), 64 slots of 1500 bytes.
     pub const fn new(clock_rate: u32) -> Self {
         JitterConfig {
             clock_rate,
             frame_ticks: clock_rate / 50,
-            min_delay: Duration::from_millis(20),
+            min_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(200),
-            initial_delay: Duration::from_millis(40),
+            initial_delay: Duration::from_millis(10),
             capacity: 64,
             max_payload: 1500,
         }
@@ -268,7 +287,10 @@ pub enum Playout<'a> {
     /// the buffer is waiting there to gain delay. Not a loss.
     Silence,
     /// One frame with nothing buffered: the sender paused (DTX, hold) or packets
-    /// are delayed. Not a loss.
+    /// are delayed. Not a loss. Until the stream has lost a packet, the first
+    /// underrun of a run keeps the missing slot due, so the next pop may still
+    /// hand it out (late) or report it `Lost` with FEC (see "Look-ahead after
+    /// the first loss" in the module docs).
     Underrun,
 }
 
@@ -336,10 +358,16 @@ struct Probe {
 }
 
 /// Sliding window of relative delays with its minimum and high-percentile spread.
+///
+/// The window is kept twice: in arrival order (a ring, to know which sample leaves) and
+/// sorted (to read the minimum and the percentile by index). A push removes the oldest
+/// sample from the sorted copy and inserts the new one with a single move of the samples
+/// between the two positions, so it costs two binary searches and a short copy instead of a
+/// selection over the whole window, and allocates nothing.
 #[derive(Debug)]
 struct DelayWindow {
     samples: Vec<i64>,
-    scratch: Vec<i64>,
+    sorted: Vec<i64>,
     len: usize,
     next: usize,
     min: i64,
@@ -350,7 +378,7 @@ impl DelayWindow {
     fn new() -> Self {
         DelayWindow {
             samples: vec![0; DELAY_WINDOW],
-            scratch: Vec::with_capacity(DELAY_WINDOW),
+            sorted: vec![0; DELAY_WINDOW],
             len: 0,
             next: 0,
             min: 0,
@@ -370,16 +398,32 @@ impl DelayWindow {
     }
 
     fn push(&mut self, d: i64) {
+        if self.len == DELAY_WINDOW {
+            // Full: the oldest sample leaves. Move the samples between its place and the new
+            // sample's place by one, then write the new sample into the gap.
+            let old = self.samples[self.next];
+            let sorted = &mut self.sorted[..];
+            let from = sorted.partition_point(|&x| x < old);
+            let to = sorted.partition_point(|&x| x <= d);
+            if to > from {
+                sorted.copy_within(from + 1..to, from);
+                sorted[to - 1] = d;
+            } else {
+                sorted.copy_within(to..from, to + 1);
+                sorted[to] = d;
+            }
+        } else {
+            let sorted = &mut self.sorted[..=self.len];
+            let to = sorted[..self.len].partition_point(|&x| x <= d);
+            sorted.copy_within(to..self.len, to + 1);
+            sorted[to] = d;
+            self.len += 1;
+        }
         self.samples[self.next] = d;
         self.next = (self.next + 1) % DELAY_WINDOW;
-        self.len = (self.len + 1).min(DELAY_WINDOW);
-        let live = &self.samples[..self.len];
-        self.min = live.iter().copied().min().unwrap_or(d);
-        self.scratch.clear();
-        self.scratch.extend_from_slice(live);
+        self.min = self.sorted[0];
         let rank = (self.len - 1) * SPREAD_PERCENTILE / 100;
-        let (_, high, _) = self.scratch.select_nth_unstable(rank);
-        self.spread = high.saturating_sub(self.min).max(0);
+        self.spread = self.sorted[rank].saturating_sub(self.min).max(0);
     }
 }
 
@@ -430,6 +474,10 @@ pub struct JitterBuffer {
     playout_delay_us: i64,
     pops_since_adjust: u32,
     late_run: Option<(i64, u32)>,
+    /// The stream has lost a packet: the target keeps one and a half frames of look-ahead.
+    lookahead: bool,
+    /// The last pop was an underrun (a run of them holds the playout point only once).
+    underrun_run: bool,
 
     stats: JitterStats,
 }
@@ -474,6 +522,8 @@ impl JitterBuffer {
             playout_delay_us: 0,
             pops_since_adjust: 0,
             late_run: None,
+            lookahead: false,
+            underrun_run: false,
             stats: JitterStats::default(),
         };
         buffer.target_us = buffer.initial_us;
@@ -488,6 +538,12 @@ impl JitterBuffer {
     /// The delay the buffer currently aims for.
     pub fn target_delay(&self) -> Duration {
         us_to_duration(self.target_us)
+    }
+
+    /// True once the stream has lost a packet, so the target keeps a packet of look-ahead for
+    /// FEC (see the module docs).
+    pub fn keeps_lookahead(&self) -> bool {
+        self.lookahead
     }
 
     /// True once playout has started (after the initial fill).
@@ -550,6 +606,8 @@ impl JitterBuffer {
         self.playout_delay_us = 0;
         self.pops_since_adjust = 0;
         self.late_run = None;
+        self.lookahead = false;
+        self.underrun_run = false;
         self.stats = JitterStats::default();
     }
 
@@ -782,6 +840,7 @@ impl JitterBuffer {
         self.late_run = None;
         self.playout_delay_us = 0;
         self.peak_us = 0;
+        self.underrun_run = false;
     }
 
     fn store(&mut self, ext: u64, ext_ts: u64, marker: bool, payload: &[u8]) {
@@ -853,7 +912,16 @@ impl JitterBuffer {
         } else if elapsed > 0 {
             self.peak_at_us = now_us;
         }
-        let measured = self.delays.spread.saturating_add(self.frame_us);
+        let lookahead = if self.lookahead {
+            self.frame_us.saturating_add(self.half_frame_us())
+        } else {
+            0
+        };
+        let measured = self
+            .delays
+            .spread
+            .saturating_add(self.half_frame_us())
+            .saturating_add(lookahead);
         let base = if self.delays.len < MIN_DELAY_SAMPLES {
             measured.max(self.initial_us)
         } else {
@@ -881,6 +949,7 @@ impl JitterBuffer {
     fn pop_playing(&mut self, now_us: i64) -> Playout<'_> {
         let half = self.half_frame_ticks;
         if let Some(head) = self.stored(self.next_seq) {
+            self.underrun_run = false;
             let t = head.ext_ts;
             let spurt_start = t > self.cursor.saturating_add(half)
                 || (head.marker && t.saturating_add(half) >= self.cursor);
@@ -901,10 +970,17 @@ impl JitterBuffer {
         }
 
         let Some(later) = self.first_stored_after(self.next_seq) else {
-            self.cursor = self.cursor.saturating_add(u64::from(self.cfg.frame_ticks));
+            // Without look-ahead, the first underrun of a run waits: the slot stays due, so a
+            // packet that is late or lost (FEC from the next one) costs a frame of delay, not
+            // a frame of audio. Later underruns of the run move on (a pause, an outage).
+            if self.lookahead || self.underrun_run {
+                self.cursor = self.cursor.saturating_add(u64::from(self.cfg.frame_ticks));
+            }
+            self.underrun_run = true;
             self.stats.underrun_frames += 1;
             return Playout::Underrun;
         };
+        self.underrun_run = false;
 
         // The head is missing but a later packet proves it was sent.
         let gap = later.ext_seq - self.next_seq;
@@ -931,6 +1007,10 @@ impl JitterBuffer {
         self.next_seq = self.next_seq.saturating_add(1);
         self.played_mask <<= 1;
         self.stats.lost += 1;
+        if !self.lookahead {
+            self.lookahead = true;
+            self.refresh_target(now_us);
+        }
         let next = if gap == 1 {
             self.stats.fec_available += 1;
             Some(self.payload(later))
@@ -1275,24 +1355,35 @@ mod tests {
 
     #[test]
     fn in_order_stream_plays_every_packet_after_the_initial_delay() {
-        let mut l = Listener::new(JitterConfig::default());
-        let end = run_stream(&mut l, 0, 1000, 5000, 100, 5);
-        idle(&mut l, end, end + 200);
-        let first_packet = l
-            .outs
-            .iter()
-            .position(|o| matches!(o, Out::Packet { .. }))
-            .unwrap();
-        // Inserted at the 20 ms tick, it plays 40 ms (the initial target) later.
-        assert_eq!(first_packet, 3, "{:?}", &l.outs[..4]);
-        let slots = l.slots();
-        assert_eq!(slots.len(), 100);
-        assert!(slots.iter().all(|&(_, played)| played));
-        assert_eq!(slots[0].0, 1000);
-        let s = l.jb.stats();
-        assert_eq!((s.received, s.played, s.lost, s.too_late), (100, 100, 0, 0));
-        assert_eq!(s.playout_delay, Duration::from_millis(40), "{s:?}");
-        assert!(s.target_delay >= Duration::from_millis(20));
+        // (initial delay, ticks before the first packet plays, its delay above arrival)
+        // A 40 ms start shrinks by a frame once enough packets show there is no jitter.
+        for (initial_ms, first_at, delay_ms) in [(10, 1, 0), (40, 3, 20)] {
+            let cfg = JitterConfig {
+                initial_delay: Duration::from_millis(initial_ms),
+                ..JitterConfig::default()
+            };
+            let mut l = Listener::new(cfg);
+            let end = run_stream(&mut l, 0, 1000, 5000, 100, 5);
+            idle(&mut l, end, end + 200);
+            let first_packet = l
+                .outs
+                .iter()
+                .position(|o| matches!(o, Out::Packet { .. }))
+                .unwrap();
+            // Inserted at the 20 ms tick, it plays at that tick with the default (no jitter
+            // measured yet, no loss: no look-ahead), or 40 ms later with a 40 ms start.
+            // Then the delay stays (or shrinks to) the buffer's target plus its dead band.
+            assert_eq!(first_packet, first_at, "{:?}", &l.outs[..4]);
+            let slots = l.slots();
+            assert_eq!(slots.len(), 100);
+            assert!(slots.iter().all(|&(_, played)| played));
+            assert_eq!(slots[0].0, 1000);
+            let s = l.jb.stats();
+            assert_eq!((s.received, s.played, s.lost, s.too_late), (100, 100, 0, 0));
+            assert_eq!(s.playout_delay, Duration::from_millis(delay_ms), "{s:?}");
+            assert!(s.target_delay >= Duration::from_millis(10), "{s:?}");
+            assert!(!l.jb.keeps_lookahead());
+        }
     }
 
     #[test]
@@ -1756,12 +1847,166 @@ mod tests {
         assert_eq!(
             l.jb.stats(),
             JitterStats {
-                target_delay: Duration::from_millis(40),
+                target_delay: Duration::from_millis(10),
                 ..JitterStats::default()
             }
         );
         assert_eq!(l.jb.pop(at_ms(end + 120)), Playout::Buffering);
         let out = l.jb.insert(at_ms(end + 140), 3, 99, true, &[1]);
         assert_eq!(out, Ok(InsertOutcome::Stored));
+    }
+
+    #[test]
+    fn the_first_loss_waits_a_frame_and_later_losses_find_their_next_packet() {
+        let mut l = Listener::new(JitterConfig::default());
+        // Every packet arrives exactly at its tick (no jitter); 10 and 30 are lost.
+        for i in 0..50u64 {
+            let now = i * 20;
+            if i != 10 && i != 30 {
+                l.insert(now, i as u16, i as u32 * 960, i == 0);
+            }
+            l.tick(now);
+            if i == 5 {
+                // No jitter, no loss yet: a packet plays at the tick it arrives.
+                assert_eq!(l.jb.stats().playout_delay, Duration::ZERO);
+                assert!(!l.jb.keeps_lookahead());
+            }
+        }
+        idle(&mut l, 1000, 1200);
+        let around = |seq: u16| {
+            let at = l
+                .outs
+                .iter()
+                .position(|o| matches!(o, Out::Lost { seq: s, .. } if *s == seq))
+                .unwrap();
+            l.outs[at - 1..=at].to_vec()
+        };
+        // The first loss: its tick finds nothing buffered and waits (an underrun that keeps
+        // the slot due); the next tick has packet 11, so 10 is rebuilt from its FEC.
+        assert_eq!(
+            around(10),
+            vec![
+                Out::Underrun,
+                Out::Lost {
+                    ext: lost_ext(&l, 10),
+                    seq: 10,
+                    ticks: 960,
+                    next: Some(11)
+                }
+            ]
+        );
+        // From then on the buffer keeps a packet of look-ahead: no wait before the next loss.
+        let second = around(30);
+        assert!(
+            matches!(second[0], Out::Packet { seq: 29, .. }),
+            "{second:?}"
+        );
+        assert!(matches!(
+            second[1],
+            Out::Lost {
+                seq: 30,
+                ticks: 960,
+                next: Some(31),
+                ..
+            }
+        ));
+        assert!(l.jb.keeps_lookahead());
+        let s = l.jb.stats();
+        assert_eq!((s.lost, s.fec_available, s.played), (2, 2, 48), "{s:?}");
+        // The wait made 20 ms; one lengthened frame brought it to the 40 ms target (the
+        // next packet plus half a frame of margin).
+        assert_eq!(s.target_delay, Duration::from_millis(40), "{s:?}");
+        assert_eq!(s.playout_delay, Duration::from_millis(40), "{s:?}");
+        assert_eq!(s.lengthened, 1, "{s:?}");
+        assert_eq!(l.slots().len(), 50);
+    }
+
+    #[test]
+    fn a_late_packet_costs_a_frame_of_delay_not_its_audio() {
+        let mut l = Listener::new(JitterConfig::default());
+        for i in 0..40u64 {
+            let now = i * 20;
+            match i {
+                // Packet 10 arrives 5 ms after its tick.
+                10 => {}
+                11 => {
+                    l.insert(now - 15, 10, 10 * 960, false);
+                    l.insert(now, 11, 11 * 960, false);
+                }
+                _ => {
+                    l.insert(now, i as u16, i as u32 * 960, i == 0);
+                }
+            }
+            l.tick(now);
+        }
+        let s = l.jb.stats();
+        // Every packet plays (the last one is still buffered: the wait became delay).
+        assert_eq!((s.lost, s.too_late), (0, 0), "{s:?}");
+        assert_eq!((s.played, s.buffered_packets), (39, 1), "{s:?}");
+        assert_eq!(s.playout_delay, Duration::from_millis(20), "{s:?}");
+        assert_eq!(s.underrun_frames, 1, "{s:?}");
+        assert!(!l.jb.keeps_lookahead());
+        assert!(l.slots().iter().all(|&(_, played)| played));
+    }
+
+    /// The window's minimum and spread, computed the plain way (a full selection per push).
+    struct NaiveWindow {
+        samples: Vec<i64>,
+        next: usize,
+    }
+
+    impl NaiveWindow {
+        fn push(&mut self, d: i64) -> (i64, i64) {
+            if self.samples.len() < DELAY_WINDOW {
+                self.samples.push(d);
+            } else {
+                self.samples[self.next] = d;
+            }
+            self.next = (self.next + 1) % DELAY_WINDOW;
+            let min = *self.samples.iter().min().unwrap();
+            let mut scratch = self.samples.clone();
+            let rank = (scratch.len() - 1) * SPREAD_PERCENTILE / 100;
+            let (_, high, _) = scratch.select_nth_unstable(rank);
+            (min, high.saturating_sub(min).max(0))
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 64,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// The incremental window gives exactly what a full selection over the same samples
+        /// gives, through filling, sliding, repeated values, drifts and a clear.
+        #[test]
+        fn delay_window_matches_a_full_selection(
+            base in -5_000_000i64..5_000_000,
+            steps in proptest::collection::vec((0i64..80_000, 0u8..4), 1..1600),
+            clear_at in 0usize..2000,
+        ) {
+            let mut window = DelayWindow::new();
+            let mut naive = NaiveWindow { samples: Vec::new(), next: 0 };
+            let mut drift = 0i64;
+            for (i, &(jitter, kind)) in steps.iter().enumerate() {
+                if i == clear_at {
+                    window.clear();
+                    naive = NaiveWindow { samples: Vec::new(), next: 0 };
+                }
+                let d = match kind {
+                    // A clock that drifts, ties, coarse values, and plain jitter.
+                    0 => {
+                        drift += 20;
+                        base + drift + jitter
+                    }
+                    1 => base,
+                    2 => base + jitter / 10_000 * 10_000,
+                    _ => base + jitter,
+                };
+                window.push(d);
+                let (min, spread) = naive.push(d);
+                proptest::prop_assert_eq!((window.min, window.spread), (min, spread), "push {}", i);
+            }
+        }
     }
 }

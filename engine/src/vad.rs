@@ -1,6 +1,13 @@
 //! Voice activity detection with hysteresis: webrtc-vad decisions per 20 ms frame
 //! turned into debounced speech-started / speech-stopped transitions.
 //!
+//! A frame is voiced when webrtc-vad says so *and* the frame, and its second half
+//! alone, are above an energy floor: the configured floor, raised to a margin above
+//! the room noise the detector has heard between words. webrtc-vad keeps calling
+//! frames voiced for a few frames after speech (its own hang-over), and a codec's
+//! tail leaves a frame that is loud only at its start; neither counts, so the
+//! configured stop hang-over runs from where the voice really ended.
+//!
 //! Frames that stand in for lost packets (PLC/FEC) are neither speech nor
 //! silence: they leave the detector's state untouched.
 
@@ -32,9 +39,16 @@ pub struct VadConfig {
     pub start_after: Duration,
     /// Unvoiced time needed before speech counts as stopped.
     pub stop_after: Duration,
-    /// Frames quieter than this (dBFS) are unvoiced whatever webrtc-vad says.
+    /// Frames quieter than this (dBFS) are unvoiced whatever webrtc-vad says. The detector
+    /// raises the floor to [`NOISE_MARGIN_DB`] above the room noise it measures.
     pub energy_floor_dbfs: f32,
 }
+
+/// How far above the measured room noise a frame must be to count as voice (dB).
+pub const NOISE_MARGIN_DB: f32 = 12.0;
+/// How fast the room-noise estimate may rise, per frame webrtc-vad calls noise (dB); it
+/// falls at once.
+const NOISE_RISE_DB: f32 = 0.25;
 
 impl Default for VadConfig {
     fn default() -> Self {
@@ -89,6 +103,9 @@ pub struct VoiceDetector {
     unvoiced_run: Duration,
     run_started: Duration,
     last_voiced_end: Duration,
+    /// Room noise: the level of frames webrtc-vad calls noise (or under the configured
+    /// floor), following drops at once and rises slowly; `None` until the first one.
+    noise_dbfs: Option<f32>,
 }
 
 /// Errors building a detector.
@@ -126,7 +143,15 @@ impl VoiceDetector {
             unvoiced_run: Duration::ZERO,
             run_started: Duration::ZERO,
             last_voiced_end: Duration::ZERO,
+            noise_dbfs: None,
         })
+    }
+
+    /// The energy floor in force: the configured one, or a margin above the room noise.
+    pub fn energy_floor_dbfs(&self) -> f32 {
+        let configured = self.config.energy_floor_dbfs;
+        self.noise_dbfs
+            .map_or(configured, |noise| configured.max(noise + NOISE_MARGIN_DB))
     }
 
     /// True while the caller is (debounced) speaking.
@@ -149,13 +174,25 @@ impl VoiceDetector {
             };
         }
         let frame_len = Duration::from_millis(voxline_codecs::FRAME_MS as u64);
-        let loud_enough = frame.level_dbfs() >= self.config.energy_floor_dbfs;
-        let voiced = loud_enough
+        let (level, tail_level) = levels_dbfs(frame.samples());
+        let floor = self.energy_floor_dbfs();
+        let webrtc_voiced = level >= self.config.energy_floor_dbfs
             && self
                 .vad
                 .0
                 .is_voice_segment(frame.samples())
                 .unwrap_or(false);
+        // The room noise is learned only from what webrtc-vad itself calls noise, so speech
+        // that the raised floor rejects can never raise the floor further.
+        if !webrtc_voiced {
+            self.noise_dbfs = Some(match self.noise_dbfs {
+                Some(noise) if level >= noise => (noise + NOISE_RISE_DB).min(level),
+                _ => level,
+            });
+        }
+        // A frame whose second half is under the floor holds only the end of a sound (a
+        // codec's tail, the last of a word): the voice stopped inside it.
+        let voiced = webrtc_voiced && level >= floor && tail_level >= floor;
         let mut transition = None;
         if voiced {
             if self.voiced_run.is_zero() {
@@ -189,6 +226,25 @@ impl VoiceDetector {
             transition,
         }
     }
+}
+
+/// Mean power of the whole frame and of its second half, in dBFS (-120 for digital silence).
+fn levels_dbfs(samples: &[i16]) -> (f32, f32) {
+    let half = samples.len() / 2;
+    let power = |s: &[i16]| s.iter().map(|&x| i64::from(x) * i64::from(x)).sum::<i64>() as f64;
+    let (head, tail) = (power(&samples[..half]), power(&samples[half..]));
+    let db = |sum: f64, n: usize| {
+        let mean = sum / n.max(1) as f64;
+        if mean <= 0.0 {
+            -120.0
+        } else {
+            (10.0 * (mean / (32768.0f64 * 32768.0)).log10()) as f32
+        }
+    };
+    (
+        db(head + tail, samples.len()),
+        db(tail, samples.len() - half),
+    )
 }
 
 #[cfg(test)]
@@ -284,6 +340,96 @@ mod tests {
         let mut d = VoiceDetector::new(SampleRate::Hz16000, VadConfig::default()).unwrap();
         let f = tone(SampleRate::Hz16000, 0.0005, 0);
         assert_eq!(d.process(ms(0), &f).voiced, Some(false));
+    }
+
+    /// Runs frames through a detector from `t0_ms`, 20 ms apart; returns the transitions.
+    fn feed(d: &mut VoiceDetector, t0_ms: u64, frames: &[AudioFrame]) -> Vec<VadTransition> {
+        frames
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| d.process(ms(t0_ms + 20 * i as u64), f).transition)
+            .collect()
+    }
+
+    fn tones(rate: SampleRate, n: usize) -> Vec<AudioFrame> {
+        let len = rate.frame_samples();
+        (0..n).map(|i| tone(rate, 1.0, i * len)).collect()
+    }
+
+    /// White noise at about `dbfs` (uniform samples), deterministic.
+    fn noise(rate: SampleRate, dbfs: f32, n: usize, seed: u64) -> Vec<AudioFrame> {
+        let amp = 32768.0 * 10f32.powf(dbfs / 20.0) * 3f32.sqrt();
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                let mut f = AudioFrame::silent(rate);
+                f.set_origin(FrameOrigin::Received);
+                for s in f.samples_mut() {
+                    x = x
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    let u = (x >> 11) as f32 / (1u64 << 53) as f32;
+                    *s = ((2.0 * u - 1.0) * amp) as i16;
+                }
+                f
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_loud_only_at_its_start_ends_the_speech_before_it() {
+        for rate in [SampleRate::Hz8000, SampleRate::Hz16000] {
+            let mut d = VoiceDetector::new(rate, VadConfig::default()).unwrap();
+            let mut frames = tones(rate, 30);
+            // The next frame holds 5 ms of the voice, then nothing (a codec's tail).
+            let mut tail = tone(rate, 1.0, 30 * rate.frame_samples());
+            let quarter = rate.frame_samples() / 4;
+            tail.samples_mut()[quarter..].fill(0);
+            frames.push(tail);
+            frames.extend((0..30).map(|_| AudioFrame::silent(rate)));
+            let mut d_tail = VoiceDetector::new(rate, VadConfig::default()).unwrap();
+            feed(&mut d_tail, 0, &frames[..30]);
+            assert_eq!(d_tail.process(ms(600), &frames[30]).voiced, Some(false));
+            // The stop hang-over runs from the end of the last frame voiced to its end.
+            assert_eq!(
+                feed(&mut d, 0, &frames),
+                vec![
+                    VadTransition::SpeechStarted { at: ms(0) },
+                    VadTransition::SpeechStopped { at: ms(600) }
+                ],
+                "{rate:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn room_noise_above_the_configured_floor_raises_the_floor() {
+        let rate = SampleRate::Hz16000;
+        let mut d = VoiceDetector::new(rate, VadConfig::default()).unwrap();
+        assert_eq!(d.energy_floor_dbfs(), -55.0);
+        // Two seconds of a noisy room at -45 dBFS: above the configured -55 dBFS floor
+        // (webrtc-vad needs a few frames to learn it too, so it may start a false run first).
+        let room = noise(rate, -45.0, 100, 7);
+        feed(&mut d, 0, &room);
+        assert!(!d.is_speaking());
+        let floor = d.energy_floor_dbfs();
+        assert!((-36.0..=-31.0).contains(&floor), "floor {floor}");
+        // Speech, then the room again: webrtc-vad's own hang-over frames are room noise,
+        // under the raised floor, so the speech ends with its last voiced frame.
+        let mut frames = tones(rate, 30);
+        frames.extend(noise(rate, -45.0, 30, 11));
+        assert_eq!(
+            feed(&mut d, 2000, &frames),
+            vec![
+                VadTransition::SpeechStarted { at: ms(2000) },
+                VadTransition::SpeechStopped { at: ms(2600) }
+            ]
+        );
+        // Speech kept the noise estimate where the room put it.
+        assert!((d.energy_floor_dbfs() - floor).abs() < 1.0);
+        // A quiet room brings the configured floor back.
+        feed(&mut d, 3200, &noise(rate, -80.0, 5, 13));
+        assert_eq!(d.energy_floor_dbfs(), -55.0);
     }
 
     #[test]

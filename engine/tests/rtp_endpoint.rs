@@ -260,9 +260,11 @@ async fn losses_are_concealed_and_reported() {
     assert_eq!(rx.received, 142);
     assert_eq!(rx.cumulative_lost, 8);
     assert_eq!(rx.duplicates, 0);
-    // Each single loss is rebuilt from the next packet's FEC. The burst of three outlasts the
-    // 40 ms buffer: the jitter buffer sees nothing buffered (an underrun, which it cannot tell
-    // from a pause) until the packet after it arrives, and then FEC rebuilds the last one.
+    // Each single loss is rebuilt from the next packet's FEC. The first one comes before the
+    // buffer keeps any look-ahead: its tick waits (a silent filler on the timeline) for the
+    // next packet, and from then on the buffer keeps 40 ms. The burst of three outlasts that:
+    // the jitter buffer sees nothing buffered (an underrun, which it cannot tell from a pause)
+    // until the packet after it arrives, and then FEC rebuilds the last one.
     let lossy = stats.inbound.frames_concealed + stats.inbound.frames_recovered;
     assert!((6..=8).contains(&lossy), "{:?}", stats.inbound);
     assert!(
@@ -273,7 +275,8 @@ async fn losses_are_concealed_and_reported() {
     assert_eq!(stats.inbound.frames_decoded, 142);
     let filled = origins.iter().filter(|o| o.is_loss()).count() as u64;
     assert_eq!(filled, lossy);
-    // The 20 ms timeline stays whole: decoded, rebuilt and filled frames cover all 150.
+    // The 20 ms timeline stays whole: decoded, rebuilt and filled frames cover all 150, plus
+    // the one tick the first loss waited (nothing was dropped to make up for it).
     let first = origins
         .iter()
         .position(|o| *o == FrameOrigin::Received)
@@ -282,7 +285,13 @@ async fn losses_are_concealed_and_reported() {
         .iter()
         .rposition(|o| *o == FrameOrigin::Received)
         .expect("audio");
-    assert_eq!(last - first + 1, 150);
+    assert_eq!(last - first + 1, 151);
+    let waited = origins[first..=last]
+        .iter()
+        .filter(|o| **o == FrameOrigin::Generated)
+        .count();
+    // Fillers: the first loss's wait, and the burst's first two packets (underruns).
+    assert_eq!(waited, 3, "{:?}", stats.inbound);
     assert!(stats.jitter_target_delay.is_some());
     // No network jitter on virtual time: the A.8 estimate stays at zero.
     assert_eq!(rx.jitter, Duration::ZERO);
@@ -434,4 +443,56 @@ async fn key_presses_reach_the_dtmf_ring() {
     let stats = endpoint.close().await;
     assert_eq!(stats.inbound.dtmf_events, 1, "{:?}", stats.inbound);
     assert!(audio.dtmf.try_pop().is_none(), "one press, reported once");
+}
+
+/// Feeds 150 in-order PCMU packets (quiet room noise or voice) to inbound media that starts
+/// with 100 ms of delay, one tick per packet; returns the counters and the final delay.
+fn shrink_run(loud: bool) -> (voxline_engine::media::InboundCounters, Duration) {
+    let mut registry = PayloadRegistry::new();
+    registry
+        .insert(0, PayloadFormat::Pcmu)
+        .expect("pcmu mapping");
+    let mut config = MediaConfig::new(registry, 0);
+    config.jitter_delay = (
+        Duration::from_millis(10),
+        Duration::from_millis(100),
+        Duration::from_millis(200),
+    );
+    let mut sender = OutboundMedia::new(&config).expect("outbound");
+    let mut inbound = InboundMedia::new(&config).expect("inbound");
+    let from = addr("10.0.0.1:4000");
+    let mut out = AudioFrame::silent(SampleRate::Hz8000);
+    for i in 0..150usize {
+        let now = Duration::from_millis(20 * i as u64);
+        let frame = if loud {
+            voiced_frame(SampleRate::Hz8000, i)
+        } else {
+            let mut f = AudioFrame::silent(SampleRate::Hz8000);
+            f.set_origin(FrameOrigin::Received);
+            for (k, s) in f.samples_mut().iter_mut().enumerate() {
+                *s = if (k + i) % 2 == 0 { 12 } else { -12 };
+            }
+            f
+        };
+        let packet = sender
+            .next_packet(Some(&frame))
+            .expect("a packet per frame");
+        inbound.on_datagram(now, from, packet);
+        inbound.next_frame(now + Duration::from_millis(1), &mut out);
+    }
+    let delay = inbound.jitter_stats().expect("jitter buffer").playout_delay;
+    (inbound.counters(), delay)
+}
+
+#[test]
+fn surplus_delay_is_shed_in_pauses_and_never_in_voice() {
+    // Room noise: once the buffer has measured that there is no jitter, the quiet frames it
+    // asks to shorten are dropped until the delay is back near its target.
+    let (quiet, delay) = shrink_run(false);
+    assert!(quiet.frames_shortened >= 3, "{quiet:?}");
+    assert!(delay <= Duration::from_millis(40), "{delay:?}");
+    // Voice: nothing is dropped; the delay stays.
+    let (voice, delay) = shrink_run(true);
+    assert_eq!(voice.frames_shortened, 0, "{voice:?}");
+    assert!(delay >= Duration::from_millis(80), "{delay:?}");
 }

@@ -18,6 +18,10 @@ use super::{MediaConfig, MediaError};
 /// counts as paused and silent frames are produced.
 pub const UNDERRUN_GRACE_TICKS: u32 = 5;
 
+/// A 20 ms frame the jitter buffer asks to shorten away is dropped only when it is this quiet
+/// (dBFS): the buffer sheds surplus delay in the caller's pauses, never in the middle of a word.
+pub const SHORTEN_QUIET_DBFS: f32 = -50.0;
+
 /// What happened to one received datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PacketVerdict {
@@ -62,6 +66,8 @@ pub struct InboundCounters {
     pub frames_concealed: u64,
     /// Frames rebuilt from in-band FEC.
     pub frames_recovered: u64,
+    /// Quiet frames dropped to bring the jitter buffer's delay down to its target.
+    pub frames_shortened: u64,
     /// Payloads the decoder rejected (concealed instead).
     pub decode_errors: u64,
     /// DTMF key presses.
@@ -320,7 +326,8 @@ impl InboundMedia {
         };
         // Follow the jitter buffer's contract: pop until the decoder has a frame (bounded).
         let mut guard = 0;
-        while decoder.frames_ready() == 0 && guard < 8 {
+        let mut kept = None;
+        while kept.is_none() && decoder.frames_ready() == 0 && guard < 8 {
             guard += 1;
             match jitter.pop(now) {
                 Playout::Packet {
@@ -341,6 +348,14 @@ impl InboundMedia {
                         PlayoutAdjust::Shorten => {
                             if decoder.frames_ready() > 1 {
                                 let _ = decoder.next_frame();
+                            } else if let Some(frame) = decoder.next_frame() {
+                                // A single-frame packet: dropping it is the only way to
+                                // shorten, so do it in a pause (then pop again).
+                                if frame.level_dbfs() < SHORTEN_QUIET_DBFS {
+                                    self.counters.frames_shortened += 1;
+                                } else {
+                                    kept = Some(frame);
+                                }
                             }
                         }
                         PlayoutAdjust::Lengthen => {
@@ -380,7 +395,7 @@ impl InboundMedia {
                 }
             }
         }
-        let Some(frame) = decoder.next_frame() else {
+        let Some(frame) = kept.or_else(|| decoder.next_frame()) else {
             return false;
         };
         self.underrun_ticks = 0;

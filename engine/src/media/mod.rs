@@ -50,13 +50,14 @@ pub struct MediaConfig {
     pub opus: OpusConfig,
     /// Packet duration of what we send.
     pub packet: PacketDuration,
-    /// Jitter buffer delay bounds: (min, initial, max). Defaults: 20, 40 and 200 ms.
+    /// Jitter buffer delay bounds: (min, initial, max). Defaults: 10, 10 and 200 ms.
     ///
-    /// The 40 ms start keeps one packet of look-ahead, so a single lost packet is rebuilt from
-    /// the next packet's in-band FEC instead of becoming an underrun. On a continuous clean
-    /// stream the buffer only shrinks while it is more than one frame above its target (a dead
-    /// band against oscillation), so it stays near 40 ms: 20 ms more per turn than a 20 ms start,
-    /// the price of FEC recovery.
+    /// The buffer's target is the measured jitter plus half a frame (the phase of the 20 ms
+    /// tick), so on a clean stream a packet plays at the first tick after it arrives. The
+    /// first loss adds one and a half frames of look-ahead for good (about 40 ms on a clean
+    /// stream): that loss waits one tick for the next packet and is rebuilt from its in-band
+    /// FEC, and later single losses find the next packet already buffered
+    /// (see `voxline_codecs::jitter`).
     pub jitter_delay: (Duration, Duration, Duration),
     /// Rate of caller frames handed to VAD and STT (8 or 16 kHz).
     pub caller_rate: SampleRate,
@@ -86,8 +87,8 @@ impl MediaConfig {
             opus: OpusConfig::default(),
             packet: PacketDuration::Ms20,
             jitter_delay: (
-                Duration::from_millis(20),
-                Duration::from_millis(40),
+                Duration::from_millis(10),
+                Duration::from_millis(10),
                 Duration::from_millis(200),
             ),
             caller_rate: if narrowband {
