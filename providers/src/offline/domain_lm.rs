@@ -18,9 +18,12 @@
 //! spans it) and counted into an ARPA trigram model with absolute discounting and back-off
 //! weights (Ney et al.), which PocketSphinx reads like any other `-lm` file.
 //!
-//! The model only knows the domain: a caller who talks about something else is heard as the
-//! nearest domain sentence. That is the trade a narrow phone agent wants; pass the general
-//! model ([`super::pocketsphinx::PocketSphinxConfig::default`]) for open conversation.
+//! Everyday words outside the domain can be mixed into the unigrams from a general model
+//! ([`Background`]; the offline STT takes the 20 000 likeliest words of PocketSphinx's general
+//! model at 10 %), so "yesterday" or "school" stay possible while the domain's phrases keep
+//! their weight. Still, a caller who talks about something else is heard as the nearest domain
+//! sentence more often than not; pass the general model
+//! ([`super::pocketsphinx::PocketSphinxConfig::default`]) for open conversation.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -238,6 +241,63 @@ impl DomainCorpus {
     pub fn to_arpa(&self) -> String {
         NGramModel::estimate(&self.sentences).to_arpa()
     }
+
+    /// Like [`DomainCorpus::to_arpa`], with `background` words mixed into the unigrams (see
+    /// [`NGramModel::estimate_with_background`]).
+    pub fn to_arpa_with_background(&self, background: &Background) -> String {
+        NGramModel::estimate_with_background(&self.sentences, background).to_arpa()
+    }
+}
+
+/// Everyday words a domain model should still be able to hear: unigram probabilities from a
+/// general model, mixed into the domain's unigrams with a small weight.
+#[derive(Clone, Debug, Default)]
+pub struct Background {
+    /// (word, probability), normalised to sum to one.
+    words: Vec<(String, f64)>,
+    /// Share of the unigram distribution the background gets (0 to 1).
+    weight: f64,
+}
+
+impl Background {
+    /// The `limit` likeliest of `unigrams` (word, log10 probability) that `vocabulary` has,
+    /// renormalised, with `weight` of the unigram mass.
+    pub fn new(
+        unigrams: &[(String, f64)],
+        vocabulary: &Vocabulary,
+        limit: usize,
+        weight: f64,
+    ) -> Self {
+        let mut words: Vec<(String, f64)> = unigrams
+            .iter()
+            .filter(|(w, _)| w != BOS && w != EOS && vocabulary.contains(w))
+            .map(|(w, l)| (w.clone(), 10f64.powf(*l)))
+            .collect();
+        words.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        words.truncate(limit);
+        let total: f64 = words.iter().map(|(_, p)| p).sum();
+        if total > 0.0 {
+            words.iter_mut().for_each(|(_, p)| *p /= total);
+        }
+        Background {
+            weight: if words.is_empty() {
+                0.0
+            } else {
+                weight.clamp(0.0, 1.0)
+            },
+            words,
+        }
+    }
+
+    /// Number of background words.
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
 }
 
 /// The n-grams of one order: n-gram → (log10 probability, log10 back-off weight).
@@ -256,6 +316,14 @@ impl NGramModel {
     /// Counts `sentences` (each wrapped in `<s>` … `</s>`) and estimates probabilities with
     /// absolute discounting and back-off weights that make every context sum to one.
     pub fn estimate(sentences: &[Vec<String>]) -> Self {
+        NGramModel::estimate_with_background(sentences, &Background::default())
+    }
+
+    /// [`NGramModel::estimate`] with the unigrams interpolated with `background`:
+    /// `P(w) = (1 − λ)·P_domain(w) + λ·P_background(w)`. Higher orders back off to that
+    /// mixture, so the domain's phrases keep their weight and everyday words outside the
+    /// domain stay possible.
+    pub fn estimate_with_background(sentences: &[Vec<String>], background: &Background) -> Self {
         // counts[n-1]: n-gram counts.
         let mut counts: Vec<BTreeMap<Vec<String>, f64>> = vec![BTreeMap::new(); ORDER];
         for sentence in sentences {
@@ -277,11 +345,15 @@ impl NGramModel {
         let total: f64 = counts[0].values().sum();
         let vocabulary = counts[0].len() as f64;
         let mut prob: Vec<BTreeMap<Vec<String>, f64>> = vec![BTreeMap::new(); ORDER];
+        let lambda = background.weight;
         for (gram, c) in &counts[0] {
             prob[0].insert(
                 gram.clone(),
-                (c + UNIGRAM_FLOOR) / (total + UNIGRAM_FLOOR * vocabulary),
+                (1.0 - lambda) * (c + UNIGRAM_FLOOR) / (total + UNIGRAM_FLOOR * vocabulary),
             );
+        }
+        for (word, p) in &background.words {
+            *prob[0].entry(vec![word.clone()]).or_insert(0.0) += lambda * p;
         }
 
         // Higher orders: discounted relative frequencies within each context.
@@ -766,6 +838,44 @@ mod tests {
             let total: f64 = vocabulary.iter().map(|w| m.probability(&h, w)).sum();
             assert!((total - 1.0).abs() < 1e-6, "context {h:?} sums to {total}");
         }
+    }
+
+    #[test]
+    fn a_background_keeps_every_context_a_distribution() {
+        let mut corpus = DomainCorpus::new();
+        corpus.add_lines("i would like to book a cleaning\nthank you goodbye\n");
+        let dictionary = "i AY\nwould W UH D\nlike L AY K\nto T UW\nbook B UH K\na AH\n\
+                          cleaning K L IY N IH NG\nthank TH AE NG K\nyou Y UW\n\
+                          goodbye G UH D B AY\nyesterday Y EH S T ER D EY\nschool S K UW L\n";
+        let vocabulary = Vocabulary::from_dictionary(dictionary);
+        let unigrams = vec![
+            ("yesterday".to_owned(), -3.0),
+            ("school".to_owned(), -3.3),
+            ("i".to_owned(), -1.5),
+            ("notindictionary".to_owned(), -1.0),
+            ("</s>".to_owned(), -1.0),
+        ];
+        let background = Background::new(&unigrams, &vocabulary, 10, 0.2);
+        assert_eq!(background.len(), 3);
+        let m = NGramModel::estimate_with_background(corpus.sentences(), &background);
+        let mut words: Vec<String> = ["i", "would", "like", "to", "book", "a", "cleaning"]
+            .iter()
+            .chain(&["thank", "you", "goodbye", "yesterday", "school", EOS])
+            .map(|w| (*w).to_owned())
+            .collect();
+        words.sort();
+        for h in [
+            vec![BOS],
+            vec!["to", "book"],
+            vec!["cleaning"],
+            vec!["school"],
+        ] {
+            let total: f64 = words.iter().map(|w| m.probability(&h, w)).sum();
+            assert!((total - 1.0).abs() < 1e-6, "context {h:?} sums to {total}");
+        }
+        assert!(m.probability(&["to"], "school") > 0.0);
+        assert!(m.probability(&["to"], "book") > 100.0 * m.probability(&["to"], "school"));
+        assert_eq!(m.probability(&["to"], "notindictionary"), 0.0);
     }
 
     #[test]
