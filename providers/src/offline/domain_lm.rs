@@ -34,6 +34,8 @@ use serde_json::Value;
 use voxline_engine::config::tools::Tool;
 use voxline_engine::config::Assistant;
 
+use super::numbers::{ONES, ORDINALS, TENS};
+
 /// The caller side of front-desk phone calls, one sentence per line (`#` starts a comment).
 pub const PHONE_CALLS: &str = include_str!("phone_calls.txt");
 
@@ -645,68 +647,6 @@ fn say_digits(digits: &str, words: &mut Vec<String>) {
         }
     }
 }
-
-const ONES: [&str; 20] = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-];
-
-const TENS: [&str; 10] = [
-    "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-];
-
-const ORDINALS: [&str; 32] = [
-    "zeroth",
-    "first",
-    "second",
-    "third",
-    "fourth",
-    "fifth",
-    "sixth",
-    "seventh",
-    "eighth",
-    "ninth",
-    "tenth",
-    "eleventh",
-    "twelfth",
-    "thirteenth",
-    "fourteenth",
-    "fifteenth",
-    "sixteenth",
-    "seventeenth",
-    "eighteenth",
-    "nineteenth",
-    "twentieth",
-    "twenty-first",
-    "twenty-second",
-    "twenty-third",
-    "twenty-fourth",
-    "twenty-fifth",
-    "twenty-sixth",
-    "twenty-seventh",
-    "twenty-eighth",
-    "twenty-ninth",
-    "thirtieth",
-    "thirty-first",
-];
 
 /// Says `n` (0..=9999) in words: "forty two", "nine hundred", "two thousand twenty six".
 fn say_number(n: u32, words: &mut Vec<String>) {

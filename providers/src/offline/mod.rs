@@ -25,6 +25,7 @@
 pub mod domain_lm;
 #[cfg(feature = "espeak")]
 pub mod espeak;
+mod numbers;
 #[cfg(feature = "pocketsphinx")]
 pub mod pocketsphinx;
 #[cfg(feature = "espeak")]

@@ -41,6 +41,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use voxline_engine::config::tools::{END_CALL_TOOL_NAME, TRANSFER_CALL_TOOL_NAME};
+
+use super::numbers::{ONES, ORDINALS};
 use voxline_engine::provider::{
     BoxFuture, ChatMessage, LlmEvent, LlmProvider, LlmRequest, ProviderError, Role, TokenUsage,
     ToolCallRequest, ToolSpec,
@@ -1213,44 +1215,18 @@ fn ordinal(word: &str) -> Option<u32> {
     if let Ok(n) = digits.parse::<u32>() {
         return (1..=31).contains(&n).then_some(n);
     }
-    const ORDINALS: &[&str] = &[
-        "first",
-        "second",
-        "third",
-        "fourth",
-        "fifth",
-        "sixth",
-        "seventh",
-        "eighth",
-        "ninth",
-        "tenth",
-        "eleventh",
-        "twelfth",
-        "thirteenth",
-        "fourteenth",
-        "fifteenth",
-        "sixteenth",
-        "seventeenth",
-        "eighteenth",
-        "nineteenth",
-        "twentieth",
-    ];
-    ORDINALS
+    ORDINALS[1..=20]
         .iter()
         .position(|o| *o == word)
         .map(|p| p as u32 + 1)
 }
 
-const NUMBER_WORDS: &[&str] = &[
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve",
-];
-
 fn small_number(word: &str) -> Option<u32> {
     if let Ok(n) = word.parse::<u32>() {
         return Some(n);
     }
-    NUMBER_WORDS
+    // "zero" to "twelve".
+    ONES[..=12]
         .iter()
         .position(|n| *n == word)
         .map(|p| p as u32)
