@@ -36,7 +36,10 @@ use voxline::engine::call::{CallEvent, CallSettings, EndReason};
 use voxline::engine::driver::{
     new_call, DriverOptions, EventStream, LatenessHistogram, MediaCounters, ProviderSet,
 };
-use voxline::engine::media::{InboundCounters, MediaConfig, MediaError, OutboundCounters, RtpPort};
+use voxline::engine::media::{
+    InboundCounters, MediaConfig, MediaError, OutboundCounters, PacketTransport, PolledUdpSocket,
+    RtpPort,
+};
 use voxline::engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt, ScriptedTts};
 use voxline::engine::vad::{VadConfig, VadError, VoiceDetector};
 
@@ -89,6 +92,25 @@ const USER_LINES: [&str; 5] = [
 // Configuration
 
 /// The codec the calls use.
+/// How the engine's call sockets are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineSocket {
+    /// `PolledUdpSocket`: read at each 20 ms tick, no wake-up per datagram.
+    Polled,
+    /// tokio `UdpSocket`: every datagram wakes the call task through the reactor.
+    Reactor,
+}
+
+impl EngineSocket {
+    /// The name used on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineSocket::Polled => "polled",
+            EngineSocket::Reactor => "reactor",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
     /// Opus, 48 kHz RTP clock; the engine decodes to 16 kHz and encodes 24 kHz TTS directly.
@@ -195,6 +217,8 @@ pub struct LoadConfig {
     pub threads: usize,
     /// Worker threads of the simulated callers' runtime.
     pub caller_threads: usize,
+    /// How the engine reads its call sockets.
+    pub engine_socket: EngineSocket,
     /// Call starts are spread evenly over this window.
     pub stagger: Duration,
     /// Calls are answered (the agent greets) after a delay spread over this window, so their
@@ -227,6 +251,7 @@ impl Default for LoadConfig {
             codec: Codec::Opus,
             threads: cores(),
             caller_threads: 1,
+            engine_socket: EngineSocket::Polled,
             stagger: Duration::from_millis(1000),
             answer_spread: Duration::from_millis(7000),
             complexity: 5,
@@ -302,6 +327,10 @@ Options:
                            [default: opus]
   --threads T              engine runtime worker threads [default: number of cores]
   --caller-threads C       simulated callers' runtime threads [default: 1]
+  --engine-socket polled|reactor
+                           engine call sockets read at each 20 ms tick (no wake-up per
+                           packet) or through the tokio reactor (one per packet)
+                           [default: polled]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
@@ -383,6 +412,19 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
             "--caller-threads" => {
                 config.caller_threads = number(option, &value, 1, 1024, "1 to 1024")? as usize
             }
+            "--engine-socket" => {
+                config.engine_socket = match value.as_str() {
+                    "polled" => EngineSocket::Polled,
+                    "reactor" => EngineSocket::Reactor,
+                    _ => {
+                        return Err(CliError::InvalidValue {
+                            option,
+                            value,
+                            expected: "`polled` or `reactor`",
+                        })
+                    }
+                }
+            }
             "--stagger-ms" => config.stagger = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--answer-spread-ms" => config.answer_spread = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--complexity" => config.complexity = number(option, &value, 0, 10, "0 to 10")? as u8,
@@ -424,12 +466,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 20] = [
+    const OPTIONS: [&str; 21] = [
         "--calls",
         "--seconds",
         "--codec",
         "--threads",
         "--caller-threads",
+        "--engine-socket",
         "--stagger-ms",
         "--answer-spread-ms",
         "--complexity",
@@ -887,6 +930,8 @@ struct Caller {
     last_audible: Option<Instant>,
     expected_seq: Option<u16>,
     packet: [u8; 1600],
+    /// The agent frame being checked for sound (reused: no 2 KB frame built per packet).
+    heard: AudioFrame,
     report: CallerReport,
 }
 
@@ -931,6 +976,7 @@ impl Caller {
             last_audible: None,
             expected_seq: None,
             packet: [0; 1600],
+            heard: AudioFrame::silent(SampleRate::Hz8000),
             report: CallerReport::default(),
         })
     }
@@ -1069,8 +1115,8 @@ impl Caller {
         }
         let mut audible = false;
         if self.decoder.decode(packet.payload()).is_ok() {
-            while let Some(frame) = self.decoder.next_frame() {
-                audible |= frame.level_dbfs() > AUDIBLE_DBFS;
+            while self.decoder.next_frame_into(&mut self.heard) {
+                audible |= self.heard.level_dbfs() > AUDIBLE_DBFS;
             }
         }
         if !audible {
@@ -1218,13 +1264,35 @@ async fn one_call(
     let caller_socket =
         UdpSocket::from_std(caller_std).map_err(io("registering the caller socket"))?;
     let media = shared.media_config(caller_addr)?;
-    let port = {
-        // The engine's socket belongs to the engine runtime's reactor.
-        let _entered = engine.enter();
-        let socket =
-            UdpSocket::from_std(engine_std).map_err(io("registering the engine socket"))?;
-        RtpPort::new(socket, &media)?
-    };
+    match shared.config.engine_socket {
+        EngineSocket::Polled => {
+            let socket =
+                PolledUdpSocket::new(engine_std).map_err(io("setting up a call socket"))?;
+            let port = RtpPort::new(socket, &media)?;
+            run_call(index, port, caller_socket, engine_addr, shared, engine).await
+        }
+        EngineSocket::Reactor => {
+            let port = {
+                // The engine's socket belongs to the engine runtime's reactor.
+                let _entered = engine.enter();
+                let socket =
+                    UdpSocket::from_std(engine_std).map_err(io("registering the engine socket"))?;
+                RtpPort::new(socket, &media)?
+            };
+            run_call(index, port, caller_socket, engine_addr, shared, engine).await
+        }
+    }
+}
+
+/// Runs one call's engine task on `engine` and its caller here, and collects both sides.
+async fn run_call<T: PacketTransport>(
+    index: usize,
+    port: RtpPort<T>,
+    caller_socket: UdpSocket,
+    engine_addr: SocketAddr,
+    shared: Arc<Shared>,
+    engine: tokio::runtime::Handle,
+) -> Result<CallResult, HarnessError> {
     let options = DriverOptions {
         auto_answer: false,
         ..DriverOptions::default()
@@ -1651,6 +1719,8 @@ pub struct LoadReport {
     pub threads: usize,
     /// Simulated callers' runtime threads.
     pub caller_threads: usize,
+    /// `polled` (read at each tick) or `reactor` (woken per datagram).
+    pub engine_socket: &'static str,
     /// `opus` or `pcmu`.
     pub codec: &'static str,
     /// Engine Opus encoder complexity (Opus only).
@@ -2076,6 +2146,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         seconds: config.seconds,
         threads: config.threads,
         caller_threads: config.caller_threads,
+        engine_socket: config.engine_socket.name(),
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
         stagger_ms: config.stagger.as_millis() as u64,
