@@ -110,11 +110,18 @@ impl SampleFifo {
         let Some(samples) = self.front(n) else {
             return false;
         };
-        let origin = self.origins[self.head..self.head + n]
-            .iter()
-            .copied()
-            .max_by_key(|&o| severity(o))
-            .unwrap_or_default();
+        let origins = &self.origins[self.head..self.head + n];
+        // Almost always one origin for the whole frame: a byte compare that vectorizes.
+        let first = origins.first().copied().unwrap_or_default();
+        let origin = if origins.iter().all(|&o| o == first) {
+            first
+        } else {
+            origins
+                .iter()
+                .copied()
+                .max_by_key(|&o| severity(o))
+                .unwrap_or_default()
+        };
         // `samples` is exactly one frame at the queue's rate, so this cannot fail.
         let copied = out.fill_from(self.rate, origin, samples).is_ok();
         self.consume(n);
