@@ -27,6 +27,10 @@
 //! let outcome = tokio::spawn(call.task.run());
 //! # Ok(()) }
 //! ```
+//!
+//! With many calls in one process, pass a [`PolledUdpSocket`] instead of the tokio socket: it is
+//! read at each 20 ms tick, with the kernel's arrival stamps, rather than waking the call for
+//! every packet (one wake-up per call per frame instead of two; see `BENCHMARKS.md`).
 
 use std::sync::Arc;
 
@@ -41,8 +45,8 @@ pub use voxline_providers::factory::{BuiltProviders, FactoryError, Standins};
 
 use voxline_engine::driver::new_call;
 pub use voxline_engine::media::{
-    EndpointAudio, EndpointError, EndpointOptions, EndpointStats, MediaConfig, ReceiverReport,
-    RtpEndpoint,
+    EndpointAudio, EndpointError, EndpointOptions, EndpointStats, MediaConfig, PolledUdpSocket,
+    ReceiverReport, RtpEndpoint,
 };
 use voxline_engine::media::{MediaError, PacketTransport, RtpPort};
 use voxline_providers::net::endpoint::{Env, ProcessEnv};

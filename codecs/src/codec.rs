@@ -256,6 +256,12 @@ impl PcmDecoder {
         self.queue.pop_frame()
     }
 
+    /// Like [`PcmDecoder::next_frame`], but writes into `out` (no 2 KB frame built and moved);
+    /// false when no whole frame is ready.
+    pub fn next_frame_into(&mut self, out: &mut AudioFrame) -> bool {
+        self.queue.pop_frame_into(out)
+    }
+
     /// Whole 20 ms frames ready to pull.
     pub fn frames_ready(&self) -> usize {
         self.queue.frames_ready()
@@ -460,6 +466,15 @@ impl FrameDecoder {
         match self {
             FrameDecoder::Opus(d) => d.next_frame(),
             FrameDecoder::Pcm(d) => d.next_frame(),
+        }
+    }
+
+    /// Pulls the next 20 ms frame into `out`, reusing its storage; false when none is ready
+    /// (`out` is then left as it was).
+    pub fn next_frame_into(&mut self, out: &mut AudioFrame) -> bool {
+        match self {
+            FrameDecoder::Opus(d) => d.next_frame_into(out),
+            FrameDecoder::Pcm(d) => d.next_frame_into(out),
         }
     }
 

@@ -99,18 +99,33 @@ impl SampleFifo {
 
     /// Removes the oldest 20 ms as a frame, marked with the strongest origin among its samples.
     pub(crate) fn pop_frame(&mut self) -> Option<AudioFrame> {
-        let n = self.rate.frame_samples();
-        let samples = self.front(n)?;
-        let origin = self.origins[self.head..self.head + n]
-            .iter()
-            .copied()
-            .max_by_key(|&o| severity(o))
-            .unwrap_or_default();
         let mut frame = AudioFrame::silent(self.rate);
-        frame.samples_mut().copy_from_slice(samples);
-        frame.set_origin(origin);
+        self.pop_frame_into(&mut frame).then_some(frame)
+    }
+
+    /// Like [`Self::pop_frame`], but writes into `out` (only the frame's samples are copied);
+    /// returns false, leaving `out` as it was, when less than 20 ms is queued.
+    pub(crate) fn pop_frame_into(&mut self, out: &mut AudioFrame) -> bool {
+        let n = self.rate.frame_samples();
+        let Some(samples) = self.front(n) else {
+            return false;
+        };
+        let origins = &self.origins[self.head..self.head + n];
+        // Almost always one origin for the whole frame: a byte compare that vectorizes.
+        let first = origins.first().copied().unwrap_or_default();
+        let origin = if origins.iter().all(|&o| o == first) {
+            first
+        } else {
+            origins
+                .iter()
+                .copied()
+                .max_by_key(|&o| severity(o))
+                .unwrap_or_default()
+        };
+        // `samples` is exactly one frame at the queue's rate, so this cannot fail.
+        let copied = out.fill_from(self.rate, origin, samples).is_ok();
         self.consume(n);
-        Some(frame)
+        copied
     }
 }
 
@@ -128,6 +143,20 @@ mod tests {
         assert_eq!(frame.origin(), FrameOrigin::Concealed);
         assert_eq!(frame.samples()[0], 1);
         assert_eq!(frame.samples()[159], 2);
+        assert_eq!(f.len(), 0);
+    }
+
+    #[test]
+    fn pop_into_reuses_the_frame() {
+        let mut f = SampleFifo::new(SampleRate::Hz8000, 60);
+        let mut out = AudioFrame::silent(SampleRate::Hz16000);
+        assert!(!f.pop_frame_into(&mut out));
+        assert_eq!(out.rate(), SampleRate::Hz16000);
+        f.push(&[7; 160], FrameOrigin::Recovered).unwrap();
+        assert!(f.pop_frame_into(&mut out));
+        assert_eq!(out.rate(), SampleRate::Hz8000);
+        assert_eq!(out.origin(), FrameOrigin::Recovered);
+        assert_eq!(out.samples(), &[7; 160][..]);
         assert_eq!(f.len(), 0);
     }
 

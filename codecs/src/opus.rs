@@ -259,6 +259,12 @@ impl OpusDecoder {
         self.queue.pop_frame()
     }
 
+    /// Like [`OpusDecoder::next_frame`], but writes into `out` (no 2 KB frame built and moved);
+    /// false when no whole frame is ready.
+    pub fn next_frame_into(&mut self, out: &mut AudioFrame) -> bool {
+        self.queue.pop_frame_into(out)
+    }
+
     /// Whole 20 ms frames ready to pull.
     pub fn frames_ready(&self) -> usize {
         self.queue.frames_ready()

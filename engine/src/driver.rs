@@ -49,6 +49,16 @@ pub trait MediaPort: Send + 'static {
     /// `epoch` (the origin of the `now` values the other methods get), so jitter statistics
     /// and the jitter buffer's delay estimate see real arrival times, not the time the wait began.
     fn recv(&mut self, epoch: Instant) -> impl Future<Output = io::Result<MediaInput>> + Send + '_;
+    /// Takes in what has already arrived, without waiting: the driver calls it at every tick,
+    /// before [`MediaPort::caller_frame`], so a port whose transport wakes nobody when a
+    /// datagram arrives (see [`crate::media::PolledUdpSocket`]) is read on the media clock,
+    /// and one that does gets any datagram whose wake-up has not run yet. Arrival times are
+    /// stamped as in `recv`. Returns the first input that needs the call (a key press, the
+    /// remote gone) and `None` once nothing is waiting; the default takes nothing.
+    fn poll_received(&mut self, epoch: Instant) -> io::Result<Option<MediaInput>> {
+        let _ = epoch;
+        Ok(None)
+    }
     /// The caller's frame for this 20 ms tick at `caller_rate()`, if the stream has one
     /// (decoded, concealed or recovered); `false` during silence or before the stream starts.
     fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool;
@@ -584,6 +594,28 @@ fn record_slot(
     }
 }
 
+/// Hands what the media port reported to the core; a closed or failed transport is not read
+/// again.
+fn on_media_input(
+    call: &mut Call,
+    now: Duration,
+    input: io::Result<MediaInput>,
+    transport_open: &mut bool,
+) {
+    match input {
+        Ok(MediaInput::Received) => {}
+        Ok(MediaInput::Dtmf(d)) => call.on_dtmf(now, d),
+        Ok(MediaInput::Closed) => {
+            *transport_open = false;
+            call.caller_hung_up(now);
+        }
+        Err(e) => {
+            *transport_open = false;
+            call.fail(now, format!("media receive failed: {e}"));
+        }
+    }
+}
+
 /// Spawns `session` with its typed event channel forwarded into the driver's channel.
 fn spawn_forwarding<E: Send + 'static>(
     session: impl Future<Output = Result<(), ProviderError>> + Send + 'static,
@@ -725,6 +757,18 @@ impl<P: MediaPort> CallTask<P> {
             tokio::select! {
                 biased;
                 due = ticker.tick() => {
+                    // Whatever arrived since the last tick goes into the jitter buffer first.
+                    while transport_open {
+                        match port.poll_received(start) {
+                            Ok(None) => break,
+                            Ok(Some(input)) => {
+                                on_media_input(&mut call, elapsed(), Ok(input), &mut transport_open)
+                            }
+                            Err(e) => {
+                                on_media_input(&mut call, elapsed(), Err(e), &mut transport_open)
+                            }
+                        }
+                    }
                     let now = elapsed();
                     // The last slot stayed silent to its end: its silence goes out now.
                     if let Some(slot) = open_slot.take() {
@@ -780,19 +824,7 @@ impl<P: MediaPort> CallTask<P> {
                     }
                 }
                 input = port.recv(start), if transport_open => {
-                    let now = elapsed();
-                    match input {
-                        Ok(MediaInput::Received) => {}
-                        Ok(MediaInput::Dtmf(d)) => call.on_dtmf(now, d),
-                        Ok(MediaInput::Closed) => {
-                            transport_open = false;
-                            call.caller_hung_up(now);
-                        }
-                        Err(e) => {
-                            transport_open = false;
-                            call.fail(now, format!("media receive failed: {e}"));
-                        }
-                    }
+                    on_media_input(&mut call, elapsed(), input, &mut transport_open);
                 }
                 Some(msg) = prx.recv() => {
                     let now = elapsed();

@@ -38,7 +38,10 @@ use voxline::engine::call::{CallEvent, CallSettings, EndReason};
 use voxline::engine::driver::{
     new_call, DriverOptions, EventStream, LatenessHistogram, MediaCounters, ProviderSet,
 };
-use voxline::engine::media::{InboundCounters, MediaConfig, MediaError, OutboundCounters, RtpPort};
+use voxline::engine::media::{
+    InboundCounters, MediaConfig, MediaError, OutboundCounters, PacketTransport, PolledUdpSocket,
+    RtpPort,
+};
 use voxline::engine::provider::{ChatMessage, ToolCallRequest};
 use voxline::engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt, ScriptedTts};
 use voxline::engine::vad::{VadConfig, VadError, VoiceDetector};
@@ -107,6 +110,26 @@ const USER_LINES: [&str; 5] = [
 // Configuration
 
 /// The codec the calls use.
+/// How the call sockets of one side (engine or callers) are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketKind {
+    /// `PolledUdpSocket`: read at each 20 ms tick, no wake-up per datagram; arrivals carry
+    /// the kernel's receive stamp.
+    Polled,
+    /// tokio `UdpSocket`: every datagram wakes its task through the reactor.
+    Reactor,
+}
+
+impl SocketKind {
+    /// The name used on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketKind::Polled => "polled",
+            SocketKind::Reactor => "reactor",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
     /// Opus, 48 kHz RTP clock; the engine decodes to 16 kHz and encodes 24 kHz TTS directly.
@@ -213,6 +236,10 @@ pub struct LoadConfig {
     pub threads: usize,
     /// Worker threads of the simulated callers' runtime.
     pub caller_threads: usize,
+    /// How the engine reads its call sockets.
+    pub engine_socket: SocketKind,
+    /// How the simulated callers read theirs.
+    pub caller_socket: SocketKind,
     /// Call starts are spread evenly over this window.
     pub stagger: Duration,
     /// Calls are answered (the agent greets) after a delay spread over this window, so their
@@ -245,6 +272,8 @@ impl Default for LoadConfig {
             codec: Codec::Opus,
             threads: cores(),
             caller_threads: 1,
+            engine_socket: SocketKind::Polled,
+            caller_socket: SocketKind::Polled,
             stagger: Duration::from_millis(1000),
             answer_spread: Duration::from_millis(7000),
             complexity: 5,
@@ -267,6 +296,8 @@ pub fn cores() -> usize {
 // Command line
 
 /// What the command line asks for.
+// Built once per process: boxing the config would only complicate its users.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     /// Print the usage text.
@@ -320,6 +351,14 @@ Options:
                            [default: opus]
   --threads T              engine runtime worker threads [default: number of cores]
   --caller-threads C       simulated callers' runtime threads [default: 1]
+  --engine-socket polled|reactor
+                           engine call sockets read at each 20 ms tick (no wake-up per
+                           packet) or through the tokio reactor (one per packet)
+                           [default: polled]
+  --caller-socket polled|reactor
+                           the same for the simulated callers' sockets; polled callers
+                           take agent packets at their own tick, at the kernel's arrival
+                           stamps [default: polled]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
@@ -401,6 +440,24 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
             "--caller-threads" => {
                 config.caller_threads = number(option, &value, 1, 1024, "1 to 1024")? as usize
             }
+            "--engine-socket" | "--caller-socket" => {
+                let kind = match value.as_str() {
+                    "polled" => SocketKind::Polled,
+                    "reactor" => SocketKind::Reactor,
+                    _ => {
+                        return Err(CliError::InvalidValue {
+                            option,
+                            value,
+                            expected: "`polled` or `reactor`",
+                        })
+                    }
+                };
+                if option == "--engine-socket" {
+                    config.engine_socket = kind;
+                } else {
+                    config.caller_socket = kind;
+                }
+            }
             "--stagger-ms" => config.stagger = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--answer-spread-ms" => config.answer_spread = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--complexity" => config.complexity = number(option, &value, 0, 10, "0 to 10")? as u8,
@@ -442,12 +499,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 20] = [
+    const OPTIONS: [&str; 22] = [
         "--calls",
         "--seconds",
         "--codec",
         "--threads",
         "--caller-threads",
+        "--engine-socket",
+        "--caller-socket",
         "--stagger-ms",
         "--answer-spread-ms",
         "--complexity",
@@ -932,6 +991,8 @@ struct Caller {
     last_audible: Option<Instant>,
     expected_seq: Option<u16>,
     packet: [u8; 1600],
+    /// The agent frame being checked for sound (reused: no 2 KB frame built per packet).
+    heard: AudioFrame,
     report: CallerReport,
 }
 
@@ -976,6 +1037,7 @@ impl Caller {
             last_audible: None,
             expected_seq: None,
             packet: [0; 1600],
+            heard: AudioFrame::silent(SampleRate::Hz8000),
             report: CallerReport::default(),
         })
     }
@@ -1115,8 +1177,8 @@ impl Caller {
         }
         let mut audible = false;
         if self.decoder.decode(packet.payload()).is_ok() {
-            while let Some(frame) = self.decoder.next_frame() {
-                audible |= frame.level_dbfs() > AUDIBLE_DBFS;
+            while self.decoder.next_frame_into(&mut self.heard) {
+                audible |= self.heard.level_dbfs() > AUDIBLE_DBFS;
             }
         }
         if !audible {
@@ -1152,9 +1214,9 @@ impl Caller {
 }
 
 /// Streams the caller's RTP until `until`, answering the agent as a person would.
-async fn run_caller(
+async fn run_caller<T: PacketTransport>(
     mut caller: Caller,
-    socket: UdpSocket,
+    mut socket: T,
     engine: SocketAddr,
     until: Instant,
 ) -> Result<CallerReport, HarnessError> {
@@ -1164,6 +1226,15 @@ async fn run_caller(
     loop {
         tokio::select! {
             due = tick.tick() => {
+                // Agent packets waiting since the last tick (a polled socket), at their
+                // kernel arrival stamps, so the latencies measured do not move.
+                while let Some((n, from, at)) =
+                    socket.try_recv_stamped(&mut buf).map_err(io("receiving agent RTP"))?
+                {
+                    if from == engine {
+                        caller.on_agent_packet(at.unwrap_or_else(Instant::now), &buf[..n]);
+                    }
+                }
                 let now = Instant::now();
                 if now >= until {
                     break;
@@ -1172,9 +1243,8 @@ async fn run_caller(
                     caller.report.late_ticks += 1;
                 }
                 let packet = caller.on_tick(now)?;
-                match socket.try_send_to(packet, engine) {
-                    Ok(_) => {}
-                    Err(_) => caller.report.send_failures += 1,
+                if !matches!(socket.send_to(packet, engine), Ok(true)) {
+                    caller.report.send_failures += 1;
                 }
             }
             received = socket.recv_from(&mut buf) => {
@@ -1278,16 +1348,78 @@ async fn one_call(
     tokio::time::sleep_until(start).await;
     let (engine_std, engine_addr) = bind_loopback()?;
     let (caller_std, caller_addr) = bind_loopback()?;
-    let caller_socket =
-        UdpSocket::from_std(caller_std).map_err(io("registering the caller socket"))?;
     let media = shared.media_config(caller_addr)?;
-    let port = {
-        // The engine's socket belongs to the engine runtime's reactor.
-        let _entered = engine.enter();
-        let socket =
-            UdpSocket::from_std(engine_std).map_err(io("registering the engine socket"))?;
-        RtpPort::new(socket, &media)?
-    };
+    match shared.config.caller_socket {
+        SocketKind::Polled => {
+            let caller_socket =
+                PolledUdpSocket::new(caller_std).map_err(io("setting up a caller socket"))?;
+            engine_side(
+                index,
+                caller_socket,
+                engine_std,
+                engine_addr,
+                &media,
+                shared,
+                engine,
+            )
+            .await
+        }
+        SocketKind::Reactor => {
+            let caller_socket =
+                UdpSocket::from_std(caller_std).map_err(io("registering the caller socket"))?;
+            engine_side(
+                index,
+                caller_socket,
+                engine_std,
+                engine_addr,
+                &media,
+                shared,
+                engine,
+            )
+            .await
+        }
+    }
+}
+
+/// Sets up the engine's socket as configured and runs the call.
+async fn engine_side<C: PacketTransport>(
+    index: usize,
+    caller_socket: C,
+    engine_std: std::net::UdpSocket,
+    engine_addr: SocketAddr,
+    media: &MediaConfig,
+    shared: Arc<Shared>,
+    engine: tokio::runtime::Handle,
+) -> Result<CallResult, HarnessError> {
+    match shared.config.engine_socket {
+        SocketKind::Polled => {
+            let socket =
+                PolledUdpSocket::new(engine_std).map_err(io("setting up a call socket"))?;
+            let port = RtpPort::new(socket, media)?;
+            run_call(index, port, caller_socket, engine_addr, shared, engine).await
+        }
+        SocketKind::Reactor => {
+            let port = {
+                // The engine's socket belongs to the engine runtime's reactor.
+                let _entered = engine.enter();
+                let socket =
+                    UdpSocket::from_std(engine_std).map_err(io("registering the engine socket"))?;
+                RtpPort::new(socket, media)?
+            };
+            run_call(index, port, caller_socket, engine_addr, shared, engine).await
+        }
+    }
+}
+
+/// Runs one call's engine task on `engine` and its caller here, and collects both sides.
+async fn run_call<T: PacketTransport, C: PacketTransport>(
+    index: usize,
+    port: RtpPort<T>,
+    caller_socket: C,
+    engine_addr: SocketAddr,
+    shared: Arc<Shared>,
+    engine: tokio::runtime::Handle,
+) -> Result<CallResult, HarnessError> {
     let options = DriverOptions {
         auto_answer: false,
         ..DriverOptions::default()
@@ -1727,6 +1859,10 @@ pub struct LoadReport {
     pub threads: usize,
     /// Simulated callers' runtime threads.
     pub caller_threads: usize,
+    /// `polled` (read at each tick) or `reactor` (woken per datagram).
+    pub engine_socket: &'static str,
+    /// The same for the simulated callers.
+    pub caller_socket: &'static str,
     /// `opus` or `pcmu`.
     pub codec: &'static str,
     /// Engine Opus encoder complexity (Opus only).
@@ -2155,6 +2291,8 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         seconds: config.seconds,
         threads: config.threads,
         caller_threads: config.caller_threads,
+        engine_socket: config.engine_socket.name(),
+        caller_socket: config.caller_socket.name(),
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
         stagger_ms: config.stagger.as_millis() as u64,

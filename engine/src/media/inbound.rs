@@ -83,6 +83,8 @@ pub struct InboundMedia {
     jitter: Option<JitterBuffer>,
     decoder: Option<(u8, FrameDecoder)>,
     resampler: Option<Resampler>,
+    /// The decoder's frame before resampling to the caller rate (used only with a resampler).
+    decoded: AudioFrame,
     jitter_delay: (Duration, Duration, Duration),
     caller_rate: SampleRate,
     dtmf: Option<(u8, DtmfReceiver)>,
@@ -111,6 +113,7 @@ impl InboundMedia {
             jitter: None,
             decoder: None,
             resampler: None,
+            decoded: AudioFrame::silent(config.caller_rate),
             jitter_delay: config.jitter_delay,
             caller_rate: config.caller_rate,
             dtmf,
@@ -395,22 +398,37 @@ impl InboundMedia {
                 }
             }
         }
-        let Some(frame) = kept.or_else(|| decoder.next_frame()) else {
-            return false;
+        // Straight from the decoder into `out` when no resampling is needed; else through the
+        // decoder-rate scratch frame. Only the frame's samples are copied, never the full 2 KB.
+        let decoded = match self.resampler {
+            Some(_) => &mut self.decoded,
+            None => &mut *out,
         };
+        match kept {
+            // A loud frame a shortening left in hand (rare: single-frame packets in speech).
+            Some(frame) => {
+                if decoded
+                    .fill_from(frame.rate(), frame.origin(), frame.samples())
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            None => {
+                if !decoder.next_frame_into(decoded) {
+                    return false;
+                }
+            }
+        }
         self.underrun_ticks = 0;
-        match frame.origin() {
+        match decoded.origin() {
             FrameOrigin::Concealed => self.counters.frames_concealed += 1,
             FrameOrigin::Recovered => self.counters.frames_recovered += 1,
             _ => self.counters.frames_decoded += 1,
         }
-        // Straight from the decoder into `out` (a frame is 2 KB: one copy less per frame).
         match self.resampler.as_mut() {
-            Some(r) => r.process_into(&frame, out).is_ok(),
-            None => {
-                *out = frame;
-                true
-            }
+            Some(r) => r.process_into(&self.decoded, out).is_ok(),
+            None => true,
         }
     }
 }

@@ -21,7 +21,7 @@ pub use endpoint::{
 };
 pub use inbound::{InboundCounters, InboundMedia, PacketVerdict};
 pub use outbound::{OutboundCounters, OutboundMedia};
-pub use port::{MemoryTransport, PacketTransport, RtpPort};
+pub use port::{MemoryTransport, PacketTransport, PolledUdpSocket, RtpPort};
 
 /// Errors setting up a call's media.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
