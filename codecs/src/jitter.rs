@@ -535,6 +535,19 @@ impl JitterBuffer {
         &self.cfg
     }
 
+    /// How long the packet played last waited beyond the stream's quickest transit (its arrival
+    /// relative to the earliest a packet of its timestamp has arrived, up to its playout): the
+    /// slack a media clock could take off by ticking earlier.
+    pub fn playout_delay(&self) -> Duration {
+        us_to_duration(self.playout_delay_us)
+    }
+
+    /// The spread of the packets' transit times above the quickest (the high percentile the
+    /// target covers): how much later than the quickest a packet may still come.
+    pub fn transit_spread(&self) -> Duration {
+        us_to_duration(self.delays.spread)
+    }
+
     /// The delay the buffer currently aims for.
     pub fn target_delay(&self) -> Duration {
         us_to_duration(self.target_us)

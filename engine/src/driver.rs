@@ -62,6 +62,14 @@ pub trait MediaPort: Send + 'static {
     /// The caller's frame for this 20 ms tick at `caller_rate()`, if the stream has one
     /// (decoded, concealed or recovered); `false` during silence or before the stream starts.
     fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool;
+    /// After [`MediaPort::caller_frame`]: how long a packet at the edge of the stream's
+    /// measured transit spread would have waited for this tick, or `None` when it played
+    /// none. The driver moves
+    /// its media clock earlier by the slack that stays (see [`PhaseAligner`]); the default
+    /// reports none.
+    fn playout_slack(&self) -> Option<Duration> {
+        None
+    }
     /// Sends the agent's frame for one 20 ms slot (`None` = the agent is silent).
     ///
     /// Called once per slot, in order. A slot with agent audio is sent at its tick; a silent
@@ -118,6 +126,9 @@ pub struct DriverOptions {
     /// Limit on platform control commands ([`CallControl::control`]); `None` accepts any number.
     /// Runs on the call's clock, so it follows tokio's paused time in tests.
     pub control_rate_limit: Option<RateLimiter>,
+    /// Move the media clock's phase towards the caller's packet arrivals ([`PhaseAligner`]),
+    /// so packets do not wait most of a frame for their tick. Default on.
+    pub align_media_phase: bool,
 }
 
 impl Default for DriverOptions {
@@ -128,6 +139,7 @@ impl Default for DriverOptions {
             auto_answer: true,
             reject_with: None,
             control_rate_limit: Some(RateLimiter::default()),
+            align_media_phase: true,
         }
     }
 }
@@ -362,6 +374,8 @@ pub struct MediaCounters {
     pub late_ticks: u64,
     /// How late each tick's frame went out, relative to when the tick was due.
     pub lateness: LatenessHistogram,
+    /// Times the media clock moved towards the caller's packet arrivals ([`PhaseAligner`]).
+    pub phase_shifts: u64,
 }
 
 /// A tick whose frame goes out later than this after its due time missed its deadline.
@@ -594,6 +608,49 @@ fn record_slot(
     }
 }
 
+/// Packets a [`PhaseAligner`] looks at before it moves the media clock.
+const PHASE_WINDOW: u32 = 50;
+
+/// Margin the media clock keeps after the quickest packet of a window.
+const PHASE_GUARD: Duration = Duration::from_millis(6);
+
+/// Smaller moves than this are not worth a shortened tick.
+const PHASE_MIN_SHIFT: Duration = Duration::from_millis(2);
+
+/// Moves the call's 20 ms media clock towards the caller's packet arrivals.
+///
+/// The clock starts at an arbitrary phase against the peer's packets, so each packet waits
+/// between 0 and 20 ms for the tick that plays it: on average 10 ms, up to a frame, added to
+/// every turn's latency and to every barge-in. Over each window of [`PHASE_WINDOW`] played
+/// packets the aligner takes the shortest slack (what a packet at the edge of the measured
+/// transit spread would have waited), and when more than [`PHASE_GUARD`] +
+/// [`PHASE_MIN_SHIFT`] of it could go, the driver makes one tick that much shorter. Packets
+/// within the spread still arrive before their tick; later ones are the jitter buffer's job,
+/// and a drifting peer clock just moves the phase again. Under load (a large spread) the
+/// slack is small and the clock stays where it is. The agent's packets go out at the same moved ticks (one of them early).
+#[derive(Debug, Default)]
+pub struct PhaseAligner {
+    shortest: Option<Duration>,
+    seen: u32,
+}
+
+impl PhaseAligner {
+    /// Takes the slack of one tick ([`MediaPort::playout_slack`]); returns how much earlier
+    /// the next tick should come, once per window at most.
+    pub fn observe(&mut self, slack: Option<Duration>) -> Option<Duration> {
+        let slack = slack?;
+        self.shortest = Some(self.shortest.map_or(slack, |s| s.min(slack)));
+        self.seen += 1;
+        if self.seen < PHASE_WINDOW {
+            return None;
+        }
+        self.seen = 0;
+        let shift = self.shortest.take()?.checked_sub(PHASE_GUARD)?;
+        let most = Duration::from_millis(FRAME_MS as u64 - 1);
+        (shift >= PHASE_MIN_SHIFT).then(|| shift.min(most))
+    }
+}
+
 /// Hands what the media port reported to the core; a closed or failed transport is not read
 /// again.
 fn on_media_input(
@@ -752,6 +809,7 @@ impl<P: MediaPort> CallTask<P> {
         let mut end_reason = None;
         let mut transport_open = true;
         let mut control_limit = options.control_rate_limit.clone();
+        let mut phase = PhaseAligner::default();
 
         loop {
             tokio::select! {
@@ -780,6 +838,12 @@ impl<P: MediaPort> CallTask<P> {
                     counters.ticks += 1;
                     // Inbound: one caller frame per tick through VAD to the core and to STT.
                     let have_caller = port.caller_frame(now, &mut caller_frame);
+                    if options.align_media_phase {
+                        if let Some(shift) = phase.observe(port.playout_slack()) {
+                            counters.phase_shifts += 1;
+                            ticker.reset_at(due + FRAME - shift);
+                        }
+                    }
                     if have_caller {
                         counters.caller_frames += 1;
                         if let Some(vad) = vad.as_mut() {

@@ -140,3 +140,53 @@ async fn pcmu_barge_in_silences_the_agent_within_a_frame() {
     let sent = log.agent_packets.len();
     assert!(sent >= 280, "continuous PCMU media: {sent}");
 }
+
+/// When the agent's first audible packet reached the caller.
+fn first_reply(log: &std::sync::Mutex<CallerLog>) -> std::time::Duration {
+    let log = log.lock().unwrap();
+    log.agent_packets
+        .iter()
+        .filter(|(at, audible)| *audible && *at > ms(5600))
+        .map(|(at, _)| *at)
+        .next()
+        .expect("the agent answered")
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_media_clock_moves_to_the_callers_packets() {
+    // The caller's packets arrive 2 ms after each of the engine's ticks, so each waits 18 ms
+    // for the tick that plays it until the clock moves towards them.
+    let run = |align: bool| async move {
+        run_rtp_call_offset(
+            opus_config(),
+            CallSettings::default(),
+            providers(vec!["Can I book a cleaning"], "Yes, on Monday at ten."),
+            CallerScript {
+                speech: vec![(ms(4000), ms(5600))],
+                until: ms(10_000),
+                ..Default::default()
+            },
+            voxline_engine::driver::DriverOptions {
+                align_media_phase: align,
+                ..Default::default()
+            },
+            ms(2),
+            collect,
+        )
+        .await
+    };
+    let fixed = run(false).await;
+    let aligned = run(true).await;
+    assert_eq!(fixed.outcome.media.phase_shifts, 0);
+    // One move (18 ms of wait less the 6 ms guard) and the clock stays there.
+    assert_eq!(aligned.outcome.media.phase_shifts, 1);
+    assert_eq!(aligned.outcome.media.late_ticks, 0);
+    let (before, after) = (first_reply(&fixed.log), first_reply(&aligned.log));
+    assert!(
+        after + ms(10) <= before,
+        "the reply reaches the caller sooner: {after:?} vs {before:?}"
+    );
+    assert!(aligned.events.iter().any(
+        |e| matches!(e, CallEvent::AgentSpeechStopped { text, .. } if text.contains("Monday"))
+    ));
+}

@@ -86,6 +86,8 @@ pub struct InboundMedia {
     /// The decoder's frame before resampling to the caller rate (used only with a resampler).
     decoded: AudioFrame,
     jitter_delay: (Duration, Duration, Duration),
+    /// Wait of the packet the last `next_frame` played (see [`InboundMedia::packet_delay`]).
+    packet_delay: Option<Duration>,
     caller_rate: SampleRate,
     dtmf: Option<(u8, DtmfReceiver)>,
     counters: InboundCounters,
@@ -115,6 +117,7 @@ impl InboundMedia {
             resampler: None,
             decoded: AudioFrame::silent(config.caller_rate),
             jitter_delay: config.jitter_delay,
+            packet_delay: None,
             caller_rate: config.caller_rate,
             dtmf,
             counters: InboundCounters::default(),
@@ -308,6 +311,14 @@ impl InboundMedia {
         }
     }
 
+    /// When the last [`InboundMedia::next_frame`] played a packet: how long a packet of that
+    /// timestamp arriving at the edge of the measured transit spread would have waited for
+    /// this tick (the jitter buffer's playout delay less its transit spread). `None`
+    /// otherwise.
+    pub fn packet_delay(&self) -> Option<Duration> {
+        self.packet_delay
+    }
+
     /// A key press whose end packet never came, closed by timeout.
     pub fn poll_dtmf_timeout(&mut self, now: Duration) -> Option<char> {
         let (_, rx) = self.dtmf.as_mut()?;
@@ -323,10 +334,12 @@ impl InboundMedia {
     /// `Generated`, so VAD hears the caller stop; lost packets give concealed frames.
     /// Never allocates.
     pub fn next_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
+        self.packet_delay = None;
         let (Some(jitter), Some((_, decoder))) = (self.jitter.as_mut(), self.decoder.as_mut())
         else {
             return false;
         };
+        let mut played_packet = false;
         // Follow the jitter buffer's contract: pop until the decoder has a frame (bounded).
         let mut guard = 0;
         let mut kept = None;
@@ -339,6 +352,7 @@ impl InboundMedia {
                     adjust,
                     ..
                 } => {
+                    played_packet = true;
                     match decoder.decode(payload) {
                         Ok(_) => {}
                         Err(_) => {
@@ -397,6 +411,14 @@ impl InboundMedia {
                     return true;
                 }
             }
+        }
+        if played_packet {
+            // What even a packet at the spread's edge would still have waited.
+            self.packet_delay = Some(
+                jitter
+                    .playout_delay()
+                    .saturating_sub(jitter.transit_spread()),
+            );
         }
         // Straight from the decoder into `out` when no resampling is needed; else through the
         // decoder-rate scratch frame. Only the frame's samples are copied, never the full 2 KB.

@@ -442,6 +442,10 @@ impl<T: PacketTransport> MediaPort for RtpPort<T> {
         self.inbound.next_frame(now, out)
     }
 
+    fn playout_slack(&self) -> Option<Duration> {
+        self.inbound.packet_delay()
+    }
+
     fn send_agent_frame(&mut self, _now: Duration, frame: Option<&AudioFrame>) -> io::Result<()> {
         let remote = self.inbound.remote();
         if let Some(packet) = self.outbound.next_packet(frame) {

@@ -76,6 +76,33 @@ where
     .await
 }
 
+/// Like [`run_rtp_call_with`], with the caller's 20 ms clock started `caller_offset` after
+/// the call's, so its packets arrive at that phase of the engine's ticks.
+pub async fn run_rtp_call_offset<F, Fut>(
+    config: MediaConfig,
+    settings: CallSettings,
+    providers: ProviderSet,
+    script: CallerScript,
+    options: DriverOptions,
+    caller_offset: Duration,
+    host: F,
+) -> RtpCall
+where
+    F: FnOnce(CallControl, voxline_engine::driver::EventStream) -> Fut,
+    Fut: std::future::Future<Output = Vec<CallEvent>> + Send + 'static,
+{
+    run_call_inner(
+        config,
+        settings,
+        providers,
+        script,
+        options,
+        caller_offset,
+        host,
+    )
+    .await
+}
+
 /// Like [`run_rtp_call`], with driver options.
 pub async fn run_rtp_call_with<F, Fut>(
     config: MediaConfig,
@@ -89,12 +116,45 @@ where
     F: FnOnce(CallControl, voxline_engine::driver::EventStream) -> Fut,
     Fut: std::future::Future<Output = Vec<CallEvent>> + Send + 'static,
 {
+    run_call_inner(
+        config,
+        settings,
+        providers,
+        script,
+        options,
+        Duration::ZERO,
+        host,
+    )
+    .await
+}
+
+async fn run_call_inner<F, Fut>(
+    config: MediaConfig,
+    settings: CallSettings,
+    providers: ProviderSet,
+    script: CallerScript,
+    options: DriverOptions,
+    caller_offset: Duration,
+    host: F,
+) -> RtpCall
+where
+    F: FnOnce(CallControl, voxline_engine::driver::EventStream) -> Fut,
+    Fut: std::future::Future<Output = Vec<CallEvent>> + Send + 'static,
+{
     let (engine_end, caller_end) =
         MemoryTransport::pair(addr("10.0.0.2:5000"), addr("10.0.0.1:4000"));
     let port = RtpPort::new(engine_end, &config).unwrap();
     let (task, control, events) = new_call(settings, providers, port, options);
     let log = Arc::new(Mutex::new(CallerLog::default()));
     let until = script.until;
+    // With no offset the caller is spawned first, as the scenario timelines expect.
+    let (early_call, task) = if caller_offset.is_zero() {
+        (None, Some(task))
+    } else {
+        let call = tokio::spawn(task.run());
+        tokio::time::sleep(caller_offset).await;
+        (Some(call), None)
+    };
     let caller = spawn_caller(
         caller_end,
         addr("10.0.0.2:5000"),
@@ -103,7 +163,7 @@ where
         log.clone(),
     )
     .unwrap();
-    let call = tokio::spawn(task.run());
+    let call = early_call.unwrap_or_else(|| tokio::spawn(task.expect("the call task").run()));
     let host_task = tokio::spawn(host(control.clone(), events));
     tokio::select! {
         _ = tokio::time::sleep(until) => {}
