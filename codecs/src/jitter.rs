@@ -548,6 +548,19 @@ impl JitterBuffer {
         us_to_duration(self.delays.spread)
     }
 
+    /// How much earlier the ticks could come without a packet at the edge of the transit
+    /// spread missing its tick and without the delay falling below the target's dead band
+    /// (where the buffer would lengthen it again): the playout delay of the last packet less
+    /// the larger of the spread and the target less half a frame. Zero while the buffer keeps
+    /// look-ahead on purpose.
+    pub fn playout_slack(&self) -> Duration {
+        let floor = self
+            .delays
+            .spread
+            .max(self.target_us.saturating_sub(self.frame_us / 2));
+        us_to_duration(self.playout_delay_us.saturating_sub(floor).max(0))
+    }
+
     /// The delay the buffer currently aims for.
     pub fn target_delay(&self) -> Duration {
         us_to_duration(self.target_us)

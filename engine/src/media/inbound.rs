@@ -311,10 +311,9 @@ impl InboundMedia {
         }
     }
 
-    /// When the last [`InboundMedia::next_frame`] played a packet: how long a packet of that
-    /// timestamp arriving at the edge of the measured transit spread would have waited for
-    /// this tick (the jitter buffer's playout delay less its transit spread). `None`
-    /// otherwise.
+    /// When the last [`InboundMedia::next_frame`] played a packet: how much earlier the tick
+    /// could have come (`JitterBuffer::playout_slack`: within the transit spread and the
+    /// buffer's target). `None` otherwise.
     pub fn packet_delay(&self) -> Option<Duration> {
         self.packet_delay
     }
@@ -413,12 +412,7 @@ impl InboundMedia {
             }
         }
         if played_packet {
-            // What even a packet at the spread's edge would still have waited.
-            self.packet_delay = Some(
-                jitter
-                    .playout_delay()
-                    .saturating_sub(jitter.transit_spread()),
-            );
+            self.packet_delay = Some(jitter.playout_slack());
         }
         // Straight from the decoder into `out` when no resampling is needed; else through the
         // decoder-rate scratch frame. Only the frame's samples are copied, never the full 2 KB.
