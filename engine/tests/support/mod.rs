@@ -76,33 +76,6 @@ where
     .await
 }
 
-/// Like [`run_rtp_call_with`], with the caller's 20 ms clock started `caller_offset` after
-/// the call's, so its packets arrive at that phase of the engine's ticks.
-pub async fn run_rtp_call_offset<F, Fut>(
-    config: MediaConfig,
-    settings: CallSettings,
-    providers: ProviderSet,
-    script: CallerScript,
-    options: DriverOptions,
-    caller_offset: Duration,
-    host: F,
-) -> RtpCall
-where
-    F: FnOnce(CallControl, voxline_engine::driver::EventStream) -> Fut,
-    Fut: std::future::Future<Output = Vec<CallEvent>> + Send + 'static,
-{
-    run_call_inner(
-        config,
-        settings,
-        providers,
-        script,
-        options,
-        caller_offset,
-        host,
-    )
-    .await
-}
-
 /// Like [`run_rtp_call`], with driver options.
 pub async fn run_rtp_call_with<F, Fut>(
     config: MediaConfig,
@@ -116,7 +89,7 @@ where
     F: FnOnce(CallControl, voxline_engine::driver::EventStream) -> Fut,
     Fut: std::future::Future<Output = Vec<CallEvent>> + Send + 'static,
 {
-    run_call_inner(
+    run_rtp_call_offset(
         config,
         settings,
         providers,
@@ -128,7 +101,9 @@ where
     .await
 }
 
-async fn run_call_inner<F, Fut>(
+/// Like [`run_rtp_call_with`], with the caller's 20 ms clock started `caller_offset` after
+/// the call's, so its packets arrive at that phase of the engine's ticks.
+pub async fn run_rtp_call_offset<F, Fut>(
     config: MediaConfig,
     settings: CallSettings,
     providers: ProviderSet,
