@@ -86,8 +86,8 @@ pub struct InboundMedia {
     /// The decoder's frame before resampling to the caller rate (used only with a resampler).
     decoded: AudioFrame,
     jitter_delay: (Duration, Duration, Duration),
-    /// Wait of the packet the last `next_frame` played (see [`InboundMedia::packet_delay`]).
-    packet_delay: Option<Duration>,
+    /// Slack of the packet the last `next_frame` played (see [`InboundMedia::playout_slack`]).
+    playout_slack: Option<Duration>,
     caller_rate: SampleRate,
     dtmf: Option<(u8, DtmfReceiver)>,
     counters: InboundCounters,
@@ -117,7 +117,7 @@ impl InboundMedia {
             resampler: None,
             decoded: AudioFrame::silent(config.caller_rate),
             jitter_delay: config.jitter_delay,
-            packet_delay: None,
+            playout_slack: None,
             caller_rate: config.caller_rate,
             dtmf,
             counters: InboundCounters::default(),
@@ -314,8 +314,8 @@ impl InboundMedia {
     /// When the last [`InboundMedia::next_frame`] played a packet: how much earlier the tick
     /// could have come (`JitterBuffer::playout_slack`: within the transit spread and the
     /// buffer's target). `None` otherwise.
-    pub fn packet_delay(&self) -> Option<Duration> {
-        self.packet_delay
+    pub fn playout_slack(&self) -> Option<Duration> {
+        self.playout_slack
     }
 
     /// A key press whose end packet never came, closed by timeout.
@@ -333,7 +333,7 @@ impl InboundMedia {
     /// `Generated`, so VAD hears the caller stop; lost packets give concealed frames.
     /// Never allocates.
     pub fn next_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
-        self.packet_delay = None;
+        self.playout_slack = None;
         let (Some(jitter), Some((_, decoder))) = (self.jitter.as_mut(), self.decoder.as_mut())
         else {
             return false;
@@ -412,7 +412,7 @@ impl InboundMedia {
             }
         }
         if played_packet {
-            self.packet_delay = Some(jitter.playout_slack());
+            self.playout_slack = Some(jitter.playout_slack());
         }
         // Straight from the decoder into `out` when no resampling is needed; else through the
         // decoder-rate scratch frame. Only the frame's samples are copied, never the full 2 KB.

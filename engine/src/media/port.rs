@@ -443,7 +443,7 @@ impl<T: PacketTransport> MediaPort for RtpPort<T> {
     }
 
     fn playout_slack(&self) -> Option<Duration> {
-        self.inbound.packet_delay()
+        self.inbound.playout_slack()
     }
 
     fn send_agent_frame(&mut self, _now: Duration, frame: Option<&AudioFrame>) -> io::Result<()> {
