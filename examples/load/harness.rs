@@ -240,6 +240,8 @@ pub struct LoadConfig {
     pub engine_socket: SocketKind,
     /// How the simulated callers read theirs.
     pub caller_socket: SocketKind,
+    /// Move each call's media clock towards its packets (`DriverOptions::align_media_phase`).
+    pub phase_align: bool,
     /// Call starts are spread evenly over this window.
     pub stagger: Duration,
     /// Calls are answered (the agent greets) after a delay spread over this window, so their
@@ -274,6 +276,7 @@ impl Default for LoadConfig {
             caller_threads: 1,
             engine_socket: SocketKind::Polled,
             caller_socket: SocketKind::Polled,
+            phase_align: true,
             stagger: Duration::from_millis(1000),
             answer_spread: Duration::from_millis(7000),
             complexity: 5,
@@ -359,6 +362,8 @@ Options:
                            the same for the simulated callers' sockets; polled callers
                            take agent packets at their own tick, at the kernel's arrival
                            stamps [default: polled]
+  --phase-align on|off     move each call's media clock towards its packets' arrivals
+                           [default: on]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
@@ -458,6 +463,19 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                     config.caller_socket = kind;
                 }
             }
+            "--phase-align" => {
+                config.phase_align = match value.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        return Err(CliError::InvalidValue {
+                            option,
+                            value,
+                            expected: "`on` or `off`",
+                        })
+                    }
+                }
+            }
             "--stagger-ms" => config.stagger = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--answer-spread-ms" => config.answer_spread = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--complexity" => config.complexity = number(option, &value, 0, 10, "0 to 10")? as u8,
@@ -499,7 +517,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 22] = [
+    const OPTIONS: [&str; 23] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -507,6 +525,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--caller-threads",
         "--engine-socket",
         "--caller-socket",
+        "--phase-align",
         "--stagger-ms",
         "--answer-spread-ms",
         "--complexity",
@@ -1422,6 +1441,7 @@ async fn run_call<T: PacketTransport, C: PacketTransport>(
 ) -> Result<CallResult, HarnessError> {
     let options = DriverOptions {
         auto_answer: false,
+        align_media_phase: shared.config.phase_align,
         ..DriverOptions::default()
     };
     let (task, control, events) =
@@ -1863,6 +1883,8 @@ pub struct LoadReport {
     pub engine_socket: &'static str,
     /// The same for the simulated callers.
     pub caller_socket: &'static str,
+    /// Whether the media clocks followed their packets' arrivals.
+    pub phase_align: bool,
     /// `opus` or `pcmu`.
     pub codec: &'static str,
     /// Engine Opus encoder complexity (Opus only).
@@ -2293,6 +2315,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         caller_threads: config.caller_threads,
         engine_socket: config.engine_socket.name(),
         caller_socket: config.caller_socket.name(),
+        phase_align: config.phase_align,
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
         stagger_ms: config.stagger.as_millis() as u64,
