@@ -234,38 +234,42 @@ pub const BACKGROUND_WORDS: usize = 20_000;
 /// The share of the domain model's unigram mass that goes to those words.
 pub const BACKGROUND_WEIGHT: f64 = 0.1;
 
+/// Files read once per process, by path.
+type ReadOnce<T> = std::sync::OnceLock<Mutex<std::collections::HashMap<PathBuf, Arc<T>>>>;
+
+/// The value `cache` holds for `path`, reading it with `read` the first time.
+fn read_once<T>(
+    cache: &'static ReadOnce<T>,
+    path: &Path,
+    read: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> std::io::Result<Arc<T>> {
+    let cache = cache.get_or_init(Default::default);
+    if let Some(v) = cache.lock().ok().and_then(|m| m.get(path).cloned()) {
+        return Ok(v);
+    }
+    let v = Arc::new(read(path)?);
+    if let Ok(mut m) = cache.lock() {
+        m.insert(path.to_owned(), v.clone());
+    }
+    Ok(v)
+}
+
 /// The unigrams of the general model at `path`, read once per process; empty when it cannot
 /// be read (the domain model then has no background).
 fn general_unigrams(path: &Path) -> Arc<Vec<(String, f64)>> {
-    use std::collections::HashMap;
-    use std::sync::OnceLock;
-    type Read = Mutex<HashMap<PathBuf, Arc<Vec<(String, f64)>>>>;
-    static READ: OnceLock<Read> = OnceLock::new();
-    let read = READ.get_or_init(Default::default);
-    if let Some(u) = read.lock().ok().and_then(|m| m.get(path).cloned()) {
-        return u;
-    }
-    let u = Arc::new(decoder::unigrams(path).unwrap_or_default());
-    if let Ok(mut m) = read.lock() {
-        m.insert(path.to_owned(), u.clone());
-    }
-    u
+    static READ: ReadOnce<Vec<(String, f64)>> = ReadOnce::new();
+    read_once(
+        &READ,
+        path,
+        |p| Ok(decoder::unigrams(p).unwrap_or_default()),
+    )
+    .unwrap_or_default()
 }
 
 /// The words of the dictionary at `path`, read once per process.
 fn vocabulary(path: &Path) -> std::io::Result<Arc<Vocabulary>> {
-    use std::collections::HashMap;
-    use std::sync::OnceLock;
-    static READ: OnceLock<Mutex<HashMap<PathBuf, Arc<Vocabulary>>>> = OnceLock::new();
-    let read = READ.get_or_init(Default::default);
-    if let Some(v) = read.lock().ok().and_then(|m| m.get(path).cloned()) {
-        return Ok(v);
-    }
-    let v = Arc::new(Vocabulary::from_dictionary_file(path)?);
-    if let Ok(mut m) = read.lock() {
-        m.insert(path.to_owned(), v.clone());
-    }
-    Ok(v)
+    static READ: ReadOnce<Vocabulary> = ReadOnce::new();
+    read_once(&READ, path, Vocabulary::from_dictionary_file)
 }
 
 /// Offline streaming STT with PocketSphinx; cheap to clone (clones share the decoder pool).
