@@ -381,13 +381,15 @@ fn transcript_words(lines: &[(Role, String)]) -> String {
 /// Two or three sentences: what the caller said first, the agent's fullest answer, and why
 /// the call ended.
 fn summary(lines: &[(Role, String)], ended: &str) -> String {
-    let first_user = lines
+    let first_user_at = lines
         .iter()
-        .find(|(r, t)| *r == Role::User && !t.is_empty());
+        .position(|(r, t)| *r == Role::User && !t.is_empty());
+    let first_user = first_user_at.map(|i| &lines[i]);
+    // The agent's greeting: its first line, when it came before the caller spoke.
     let greeting = lines
         .iter()
         .position(|(r, _)| *r == Role::Assistant)
-        .filter(|i| first_user.is_none_or(|u| lines.iter().position(|l| l == u) > Some(*i)));
+        .filter(|i| first_user_at.is_none_or(|u| *i < u));
     let answer = lines
         .iter()
         .enumerate()
