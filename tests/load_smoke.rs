@@ -8,10 +8,11 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{CallerVoice, CliError, Codec, Command, LoadConfig};
+use harness::{CallerVoice, CliError, Codec, Command, LoadConfig, RuntimeKind};
 
-fn smoke(codec: Codec) -> LoadConfig {
+fn smoke(codec: Codec, runtime: RuntimeKind) -> LoadConfig {
     LoadConfig {
+        engine_runtime: runtime,
         calls: 3,
         seconds: 3,
         codec,
@@ -24,10 +25,11 @@ fn smoke(codec: Codec) -> LoadConfig {
     }
 }
 
-fn check(codec: Codec) {
-    let report = harness::run(&smoke(codec)).expect("the harness runs");
+fn check(codec: Codec, runtime: RuntimeKind) {
+    let report = harness::run(&smoke(codec, runtime)).expect("the harness runs");
     assert_eq!(report.calls, 3);
     assert_eq!(report.codec, codec.name());
+    assert_eq!(report.engine_runtime, runtime.name());
     assert_eq!(report.calls_completed, 3, "{:?}", report.end_reasons);
     // About 150 caller frames per call; the jitter buffer holds back a few.
     assert!(
@@ -76,13 +78,13 @@ fn check(codec: Codec) {
 }
 
 #[test]
-fn three_opus_calls_run_end_to_end() {
-    check(Codec::Opus);
+fn three_opus_calls_run_end_to_end_on_per_core_workers() {
+    check(Codec::Opus, RuntimeKind::PerCore);
 }
 
 #[test]
-fn three_pcmu_calls_run_end_to_end() {
-    check(Codec::Pcmu);
+fn three_pcmu_calls_run_end_to_end_on_a_shared_runtime() {
+    check(Codec::Pcmu, RuntimeKind::Shared);
 }
 
 fn parse(args: &[&str]) -> Result<Command, CliError> {
@@ -101,6 +103,8 @@ fn command_line_options_parse_into_the_config() {
         "1",
         "--stagger-ms",
         "500",
+        "--engine-runtime",
+        "shared",
         "--scaling",
     ]) else {
         panic!("valid options");
@@ -111,6 +115,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.codec, Codec::Pcmu);
     assert_eq!(config.threads, 1);
     assert_eq!(config.stagger, Duration::from_millis(500));
+    assert_eq!(config.engine_runtime, RuntimeKind::Shared);
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
     let Ok(Command::Run { config, scaling }) = parse(&[]) else {
         panic!("defaults");
@@ -119,6 +124,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!((config.calls, config.seconds), (50, 20));
     assert_eq!(config.codec, Codec::Opus);
     assert_eq!(config.complexity, 5);
+    assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
 }
 
 #[test]

@@ -16,3 +16,4 @@ pub mod report;
 pub mod ring;
 pub mod testkit;
 pub mod vad;
+pub mod workers;

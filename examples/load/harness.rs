@@ -45,6 +45,7 @@ use voxline::engine::media::{
 use voxline::engine::provider::{ChatMessage, ToolCallRequest};
 use voxline::engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt, ScriptedTts};
 use voxline::engine::vad::{VadConfig, VadError, VoiceDetector};
+use voxline::engine::workers::{CallWorker, CallWorkers};
 
 use stats::{steady_growth, steady_window, Histogram, HistogramExport, RssGrowth, RssSeries};
 
@@ -109,7 +110,6 @@ const USER_LINES: [&str; 5] = [
 // ---------------------------------------------------------------------------------------------
 // Configuration
 
-/// The codec the calls use.
 /// How the call sockets of one side (engine or callers) are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SocketKind {
@@ -130,6 +130,27 @@ impl SocketKind {
     }
 }
 
+/// How the engine's threads run the calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// `voxline_engine::workers::CallWorkers`: one single-threaded runtime per thread, each
+    /// call (with its provider tasks) on one worker for its whole life.
+    PerCore,
+    /// One multi-threaded work-stealing tokio runtime for every call.
+    Shared,
+}
+
+impl RuntimeKind {
+    /// The name used on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::PerCore => "per-core",
+            RuntimeKind::Shared => "shared",
+        }
+    }
+}
+
+/// The codec the calls use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
     /// Opus, 48 kHz RTP clock; the engine decodes to 16 kHz and encodes 24 kHz TTS directly.
@@ -242,6 +263,8 @@ pub struct LoadConfig {
     pub caller_socket: SocketKind,
     /// Move each call's media clock towards its packets (`DriverOptions::align_media_phase`).
     pub phase_align: bool,
+    /// How the engine's threads run the calls.
+    pub engine_runtime: RuntimeKind,
     /// Call starts are spread evenly over this window.
     pub stagger: Duration,
     /// Calls are answered (the agent greets) after a delay spread over this window, so their
@@ -277,6 +300,7 @@ impl Default for LoadConfig {
             engine_socket: SocketKind::Polled,
             caller_socket: SocketKind::Polled,
             phase_align: true,
+            engine_runtime: RuntimeKind::PerCore,
             stagger: Duration::from_millis(1000),
             answer_spread: Duration::from_millis(7000),
             complexity: 5,
@@ -364,6 +388,10 @@ Options:
                            stamps [default: polled]
   --phase-align on|off     move each call's media clock towards its packets' arrivals
                            [default: on]
+  --engine-runtime per-core|shared
+                           one single-threaded runtime per engine thread, each call
+                           staying on its worker, or one work-stealing runtime
+                           [default: per-core]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
@@ -463,6 +491,19 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                     config.caller_socket = kind;
                 }
             }
+            "--engine-runtime" => {
+                config.engine_runtime = match value.as_str() {
+                    "per-core" => RuntimeKind::PerCore,
+                    "shared" => RuntimeKind::Shared,
+                    _ => {
+                        return Err(CliError::InvalidValue {
+                            option,
+                            value,
+                            expected: "`per-core` or `shared`",
+                        })
+                    }
+                };
+            }
             "--phase-align" => {
                 config.phase_align = match value.as_str() {
                     "on" => true,
@@ -517,7 +558,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 23] = [
+    const OPTIONS: [&str; 24] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -526,6 +567,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--engine-socket",
         "--caller-socket",
         "--phase-align",
+        "--engine-runtime",
         "--stagger-ms",
         "--answer-spread-ms",
         "--complexity",
@@ -1358,11 +1400,79 @@ fn bind_loopback() -> Result<(std::net::UdpSocket, SocketAddr), HarnessError> {
 
 /// Runs call `index` from `start` for the configured length: engine task on `engine`, caller on
 /// the current runtime.
+/// The engine's threads: a per-core worker pool or one shared runtime.
+enum EngineRuntime {
+    PerCore(CallWorkers),
+    Shared(tokio::runtime::Runtime),
+}
+
+impl EngineRuntime {
+    fn new(kind: RuntimeKind, threads: usize) -> Result<Self, HarnessError> {
+        Ok(match kind {
+            RuntimeKind::PerCore => EngineRuntime::PerCore(
+                CallWorkers::new(threads, ENGINE_THREAD)
+                    .map_err(io("starting the engine workers"))?,
+            ),
+            RuntimeKind::Shared => EngineRuntime::Shared(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name(ENGINE_THREAD)
+                    .enable_all()
+                    .build()
+                    .map_err(io("starting the engine runtime"))?,
+            ),
+        })
+    }
+
+    /// Where call `index` runs: calls go round-robin over the workers (every call lives to
+    /// the end of the run, so that is also the least loaded worker at each start).
+    fn for_call(&self, index: usize) -> EngineThread {
+        match self {
+            EngineRuntime::PerCore(pool) => EngineThread::Worker(pool.worker(index).clone()),
+            EngineRuntime::Shared(rt) => EngineThread::Shared(rt.handle().clone()),
+        }
+    }
+
+    fn shut_down(self) {
+        match self {
+            EngineRuntime::PerCore(pool) => drop(pool),
+            EngineRuntime::Shared(rt) => rt.shutdown_timeout(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// The engine thread(s) one call runs on.
+#[derive(Clone)]
+enum EngineThread {
+    Worker(CallWorker),
+    Shared(tokio::runtime::Handle),
+}
+
+impl EngineThread {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match self {
+            EngineThread::Worker(w) => w.handle(),
+            EngineThread::Shared(h) => h,
+        }
+    }
+
+    fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self {
+            EngineThread::Worker(w) => w.spawn(task),
+            EngineThread::Shared(h) => h.spawn(task),
+        }
+    }
+}
+
 async fn one_call(
     index: usize,
     start: Instant,
     shared: Arc<Shared>,
-    engine: tokio::runtime::Handle,
+    engine: EngineThread,
 ) -> Result<CallResult, HarnessError> {
     tokio::time::sleep_until(start).await;
     let (engine_std, engine_addr) = bind_loopback()?;
@@ -1408,7 +1518,7 @@ async fn engine_side<C: PacketTransport>(
     engine_addr: SocketAddr,
     media: &MediaConfig,
     shared: Arc<Shared>,
-    engine: tokio::runtime::Handle,
+    engine: EngineThread,
 ) -> Result<CallResult, HarnessError> {
     match shared.config.engine_socket {
         SocketKind::Polled => {
@@ -1420,7 +1530,7 @@ async fn engine_side<C: PacketTransport>(
         SocketKind::Reactor => {
             let port = {
                 // The engine's socket belongs to the engine runtime's reactor.
-                let _entered = engine.enter();
+                let _entered = engine.handle().enter();
                 let socket =
                     UdpSocket::from_std(engine_std).map_err(io("registering the engine socket"))?;
                 RtpPort::new(socket, media)?
@@ -1437,7 +1547,7 @@ async fn run_call<T: PacketTransport, C: PacketTransport>(
     caller_socket: C,
     engine_addr: SocketAddr,
     shared: Arc<Shared>,
-    engine: tokio::runtime::Handle,
+    engine: EngineThread,
 ) -> Result<CallResult, HarnessError> {
     let options = DriverOptions {
         auto_answer: false,
@@ -1491,7 +1601,7 @@ async fn run_call<T: PacketTransport, C: PacketTransport>(
 /// Starts every call at its staggered time and collects them; samples RSS meanwhile.
 async fn drive(
     shared: Arc<Shared>,
-    engine: tokio::runtime::Handle,
+    engine: &EngineRuntime,
 ) -> (Result<Vec<CallResult>, HarnessError>, RssSeries) {
     let t0 = Instant::now();
     let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -1504,7 +1614,8 @@ async fn drive(
             // multiple of 20 ms per call would otherwise line every call's clock up.
             let phase = FRAME.mul_f64((i as f64 * 0.618_033_988_75).fract());
             let offset = shared.config.stagger.mul_f64(i as f64 / n as f64) + phase;
-            tokio::spawn(one_call(i, t0 + offset, shared.clone(), engine.clone()))
+            let engine = engine.for_call(i);
+            tokio::spawn(one_call(i, t0 + offset, shared.clone(), engine))
         })
         .collect();
     let mut results = Vec::with_capacity(n);
@@ -1885,6 +1996,9 @@ pub struct LoadReport {
     pub caller_socket: &'static str,
     /// Whether the media clocks followed their packets' arrivals.
     pub phase_align: bool,
+    /// `per-core` (a call stays on one single-threaded worker) or `shared` (one
+    /// work-stealing runtime).
+    pub engine_runtime: &'static str,
     /// `opus` or `pcmu`.
     pub codec: &'static str,
     /// Engine Opus encoder complexity (Opus only).
@@ -2146,12 +2260,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         tts_clip: clip.into(),
         samples: LatencySamples::new(),
     });
-    let engine_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.threads)
-        .thread_name(ENGINE_THREAD)
-        .enable_all()
-        .build()
-        .map_err(io("starting the engine runtime"))?;
+    let engine_rt = EngineRuntime::new(config.engine_runtime, config.threads)?;
     let caller_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.caller_threads)
         .thread_name(CALLER_THREAD)
@@ -2164,8 +2273,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     let threads_before = thread_cpu();
     let process_before = process_cpu();
     let t0 = std::time::Instant::now();
-    let (results, rss_samples) =
-        caller_rt.block_on(drive(shared.clone(), engine_rt.handle().clone()));
+    let (results, rss_samples) = caller_rt.block_on(drive(shared.clone(), &engine_rt));
     let wall = t0.elapsed();
     let threads_after = thread_cpu();
     let process_after = process_cpu();
@@ -2175,7 +2283,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         None
     };
     let load_after = load_average();
-    engine_rt.shutdown_timeout(Duration::from_secs(2));
+    engine_rt.shut_down();
     caller_rt.shutdown_timeout(Duration::from_secs(2));
     let results = results?;
 
@@ -2316,6 +2424,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         engine_socket: config.engine_socket.name(),
         caller_socket: config.caller_socket.name(),
         phase_align: config.phase_align,
+        engine_runtime: config.engine_runtime.name(),
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
         stagger_ms: config.stagger.as_millis() as u64,

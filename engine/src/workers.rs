@@ -1,0 +1,267 @@
+//! Thread-per-core workers for calls.
+//!
+//! A call's media clock wakes it every 20 ms and each wake-up touches the same state: its
+//! codecs, jitter buffer and VAD. On a work-stealing runtime the call's task moves between
+//! threads, so that state is pulled from another core's cache, and every timer that fires on
+//! one thread wakes an idle sibling to steal the work. [`CallWorkers`] runs one single-threaded
+//! tokio runtime per thread (timers, I/O reactor and tasks of its own) and keeps a call on the
+//! worker it was given for the call's whole life: a call's tasks (provider sessions, the
+//! driver) share that worker, and a worker's timers are served by one thread without waking
+//! another.
+//!
+//! Spawn the whole call on a worker, sockets included: a `tokio::net` socket belongs to the
+//! reactor of the runtime it is created in, so create it inside the spawned future (or within
+//! [`CallWorker::handle`]`.enter()`).
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle as ThreadHandle;
+
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A pool of single-threaded runtimes, one per thread; each spawned call stays on its worker.
+pub struct CallWorkers {
+    workers: Vec<CallWorker>,
+    threads: Vec<(oneshot::Sender<()>, ThreadHandle<()>)>,
+}
+
+/// One worker of a [`CallWorkers`] pool: spawn onto it, or enter its runtime.
+#[derive(Clone, Debug)]
+pub struct CallWorker {
+    index: usize,
+    handle: Handle,
+    live: Arc<AtomicUsize>,
+}
+
+impl CallWorkers {
+    /// Starts `threads` workers (at least one) on threads named `{name}-{index}`.
+    pub fn new(threads: usize, name: &str) -> io::Result<Self> {
+        let count = threads.max(1);
+        let mut workers = Vec::with_capacity(count);
+        let mut running = Vec::with_capacity(count);
+        for index in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = runtime.handle().clone();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || {
+                    // The worker serves its tasks until the pool goes; then they are dropped.
+                    runtime.block_on(async move {
+                        let _ = stopped.await;
+                    });
+                })?;
+            workers.push(CallWorker {
+                index,
+                handle,
+                live: Arc::new(AtomicUsize::new(0)),
+            });
+            running.push((stop, thread));
+        }
+        Ok(CallWorkers {
+            workers,
+            threads: running,
+        })
+    }
+
+    /// One worker per core the process may use.
+    pub fn per_core(name: &str) -> io::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::new(cores, name)
+    }
+
+    /// Number of workers.
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Never true: a pool has at least one worker.
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    /// The worker with the fewest live tasks spawned through the pool (the first of equals).
+    pub fn least_loaded(&self) -> &CallWorker {
+        self.workers
+            .iter()
+            .min_by_key(|w| w.live())
+            .expect("a pool has at least one worker")
+    }
+
+    /// Worker `index` (`index % len()`).
+    pub fn worker(&self, index: usize) -> &CallWorker {
+        &self.workers[index % self.workers.len()]
+    }
+
+    /// Runs `task` on the least loaded worker.
+    pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.least_loaded().spawn(task)
+    }
+
+    /// Live tasks per worker, in worker order.
+    pub fn live(&self) -> Vec<usize> {
+        self.workers.iter().map(CallWorker::live).collect()
+    }
+}
+
+impl Drop for CallWorkers {
+    /// Stops every worker (their unfinished tasks are dropped) and joins the threads.
+    fn drop(&mut self) {
+        for (stop, thread) in self.threads.drain(..) {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
+
+impl CallWorker {
+    /// Position in the pool.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The worker's runtime, to create sockets on (`handle().enter()`).
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Tasks spawned on this worker through the pool that have not finished.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Runs `task` on this worker; it counts as live until it finishes or is dropped.
+    pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let live = Live::new(self.live.clone());
+        self.handle.spawn(async move {
+            let _live = live;
+            task.await
+        })
+    }
+}
+
+/// Counts a task as live from spawn to completion, cancellation or the runtime's end.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Live(count)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn tasks_go_to_the_least_loaded_worker_and_are_counted_until_they_end() {
+        let pool = CallWorkers::new(2, "vx-test").unwrap();
+        let (release, released) = tokio::sync::watch::channel(false);
+        let mut joins = Vec::new();
+        for _ in 0..5 {
+            let mut released = released.clone();
+            joins.push(pool.spawn(async move {
+                let _ = released.wait_for(|r| *r).await;
+            }));
+        }
+        assert_eq!(pool.live(), vec![3, 2]);
+        release.send(true).unwrap();
+        block_on(async {
+            for j in joins {
+                j.await.unwrap();
+            }
+        });
+        assert_eq!(pool.live(), vec![0, 0]);
+    }
+
+    #[test]
+    fn a_task_stays_on_its_worker_thread_across_timers_and_yields() {
+        let pool = CallWorkers::new(2, "vx-test").unwrap();
+        let joins: Vec<_> = (0..4)
+            .map(|i| {
+                pool.worker(i).spawn(async move {
+                    let mut seen = Vec::new();
+                    for _ in 0..10 {
+                        seen.push(std::thread::current().name().map(str::to_owned));
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        tokio::task::yield_now().await;
+                        // Tasks it spawns run on the same worker.
+                        let inner = tokio::spawn(async {
+                            std::thread::current().name().map(str::to_owned)
+                        });
+                        seen.push(inner.await.unwrap());
+                    }
+                    seen
+                })
+            })
+            .collect();
+        block_on(async {
+            for (i, j) in joins.into_iter().enumerate() {
+                let seen = j.await.unwrap();
+                let expected = Some(format!("vx-test-{}", i % 2));
+                assert!(seen.iter().all(|n| *n == expected), "{seen:?}");
+            }
+        });
+    }
+
+    #[test]
+    fn a_panicking_task_fails_alone_and_the_worker_goes_on() {
+        let pool = CallWorkers::new(1, "vx-test").unwrap();
+        let bad = pool.spawn(async { panic!("a call's task failed") });
+        let good = pool.spawn(async { 7 });
+        block_on(async {
+            assert!(bad.await.unwrap_err().is_panic());
+            assert_eq!(good.await.unwrap(), 7);
+        });
+        assert_eq!(pool.live(), vec![0]);
+        let after = pool.spawn(async { 8 });
+        assert_eq!(block_on(after).unwrap(), 8);
+    }
+
+    #[test]
+    fn dropping_the_pool_stops_unfinished_tasks_and_joins_the_threads() {
+        let pool = CallWorkers::new(2, "vx-test").unwrap();
+        let forever = pool.spawn(std::future::pending::<()>());
+        let counter = pool.worker(0).live.clone();
+        drop(pool);
+        assert_eq!(counter.load(Ordering::Relaxed), 0);
+        assert!(block_on(forever).unwrap_err().is_cancelled());
+    }
+
+    #[test]
+    fn at_least_one_worker() {
+        let pool = CallWorkers::new(0, "vx-test").unwrap();
+        assert_eq!(pool.len(), 1);
+        assert!(!pool.is_empty());
+    }
+}
