@@ -105,6 +105,8 @@ fn command_line_options_parse_into_the_config() {
         "500",
         "--engine-runtime",
         "shared",
+        "--history-limit",
+        "40",
         "--scaling",
     ]) else {
         panic!("valid options");
@@ -116,6 +118,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.threads, 1);
     assert_eq!(config.stagger, Duration::from_millis(500));
     assert_eq!(config.engine_runtime, RuntimeKind::Shared);
+    assert_eq!(config.history_limit, Some(40));
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
     let Ok(Command::Run { config, scaling }) = parse(&[]) else {
         panic!("defaults");
@@ -125,6 +128,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.codec, Codec::Opus);
     assert_eq!(config.complexity, 5);
     assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
+    assert_eq!(config.history_limit, None);
 }
 
 #[test]

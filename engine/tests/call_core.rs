@@ -1095,3 +1095,117 @@ fn caller_talking_on_before_the_answer_retracts_and_extends_the_message() {
     }
     assert_eq!(lines, vec!["I need an appointment for Tuesday"]);
 }
+
+fn llm_requests(h: &Harness) -> Vec<&voxline_engine::provider::LlmRequest> {
+    h.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartLlm { request, .. } => Some(request),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_history_limit_keeps_the_system_prompt_and_the_latest_messages() {
+    let mut s = settings();
+    s.history_limit = Some(4);
+    let mut h = Harness::new(s);
+    for i in 0..6 {
+        h.caller_says(&format!("Question number {i}"), ms(600));
+        h.advance(ms(420));
+        reply(&mut h, &format!("Answer number {i}."), 0.5);
+        h.advance(ms(800));
+    }
+    let requests = llm_requests(&h);
+    assert_eq!(requests.len(), 6);
+    for (i, r) in requests.iter().enumerate() {
+        assert!(r.messages.len() <= 1 + 4, "request {i}: {:?}", r.messages);
+        assert_eq!(r.messages[0].role, Role::System);
+        assert_eq!(r.messages[0].content, "You are a helpful receptionist.");
+        assert_eq!(
+            r.messages.last().unwrap().content,
+            format!("Question number {i}")
+        );
+    }
+    // The last request still has the previous exchange for context.
+    let last = requests.last().unwrap();
+    let texts: Vec<&str> = last.messages.iter().map(|m| m.content.as_str()).collect();
+    assert!(texts.contains(&"Question number 4") && texts.contains(&"Answer number 4."));
+    // The call's history is bounded; the event stream has every message.
+    assert!(h.call.history().len() <= 1 + 4 + 1);
+    let messages = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, CallEvent::Message { .. }))
+        .count();
+    assert_eq!(messages, 12);
+}
+
+#[test]
+fn without_a_history_limit_the_model_gets_the_whole_conversation() {
+    let mut h = Harness::new(settings());
+    for i in 0..6 {
+        h.caller_says(&format!("Question number {i}"), ms(600));
+        h.advance(ms(420));
+        reply(&mut h, &format!("Answer number {i}."), 0.5);
+        h.advance(ms(800));
+    }
+    assert_eq!(llm_requests(&h).last().unwrap().messages.len(), 1 + 11);
+    assert_eq!(h.call.history().len(), 1 + 12);
+}
+
+#[test]
+fn a_history_limit_keeps_tool_results_with_their_call() {
+    let mut s = tool_settings(false);
+    s.history_limit = Some(1);
+    let mut h = Harness::new(s);
+    call_tool(&mut h, "book_appointment", "{}");
+    assert!(h
+        .call
+        .on_tool_result(h.now, "call_1", json!({"confirmed": true})));
+    h.drain();
+    let request = *llm_requests(&h).last().unwrap();
+    let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
+    // The window grew back to the assistant message that made the call.
+    assert_eq!(roles, vec![Role::System, Role::Assistant, Role::Tool]);
+    assert_eq!(request.messages[1].tool_calls[0].id, "call_1");
+    assert_eq!(request.messages[2].tool_call_id.as_deref(), Some("call_1"));
+}
+
+#[test]
+fn a_history_limit_still_cuts_an_interrupted_answer_to_what_was_heard() {
+    let mut s = settings();
+    s.history_limit = Some(2);
+    s.turn.false_interruption_timeout = None;
+    let mut h = Harness::new(s);
+    h.caller_says("Hello there.", ms(600));
+    h.advance(ms(420));
+    reply(&mut h, "Hello, how can I help?", 0.5);
+    h.advance(ms(800));
+    h.caller_says("Tell me about your services.", ms(600));
+    h.advance(ms(420));
+    reply_streaming(
+        &mut h,
+        "We offer cleaning, whitening, braces and implants for all ages.",
+        4.0,
+    );
+    // The ticks while it plays trim the history past the first exchange.
+    h.advance(ms(1000));
+    assert_eq!(h.call.history().len(), 1 + 2);
+    h.speech_start();
+    h.advance(ms(400));
+    let spoken = h
+        .events
+        .iter()
+        .find_map(|e| match e {
+            CallEvent::AgentInterrupted { spoken, .. } => Some(spoken.clone()),
+            _ => None,
+        })
+        .expect("interrupted");
+    let history = h.call.history();
+    assert_eq!(history[1].content, "Tell me about your services.");
+    assert_eq!(history[2].role, Role::Assistant);
+    assert_eq!(history[2].content, spoken);
+    assert!(spoken.len() < "We offer cleaning, whitening, braces and implants for all ages.".len());
+}

@@ -287,6 +287,8 @@ pub struct LoadConfig {
     pub voice: CallerVoice,
     /// Measure the codec floor on at most this many frames per direction and scale up.
     pub floor_frames: Option<u64>,
+    /// `CallSettings::history_limit`: messages kept for the model (default: the whole call).
+    pub history_limit: Option<usize>,
 }
 
 impl Default for LoadConfig {
@@ -310,6 +312,7 @@ impl Default for LoadConfig {
             pause_on_speech: false,
             voice: CallerVoice::Default,
             floor_frames: None,
+            history_limit: None,
         }
     }
 }
@@ -396,6 +399,8 @@ Options:
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
   --complexity 0-10        engine Opus encoder complexity [default: 5]
+  --history-limit N        keep at most N conversation messages per call for the model
+                           (older ones leave the call's memory) [default: the whole call]
   --stt-final-ms MS        STT stand-in: finalize -> final transcript [default: 150]
   --llm-first-token-ms MS  LLM stand-in: request -> first token [default: 200]
   --llm-token-ms MS        LLM stand-in: between words [default: 10]
@@ -520,6 +525,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
             "--stagger-ms" => config.stagger = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--answer-spread-ms" => config.answer_spread = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--complexity" => config.complexity = number(option, &value, 0, 10, "0 to 10")? as u8,
+            "--history-limit" => {
+                config.history_limit =
+                    Some(number(option, &value, 1, 100_000, "1 to 100000")? as usize)
+            }
             "--stt-final-ms" => config.providers.stt_final = ms(60_000, "0 to 60000 (ms)")?,
             "--llm-first-token-ms" => {
                 config.providers.llm_first_token = ms(60_000, "0 to 60000 (ms)")?
@@ -558,7 +567,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 24] = [
+    const OPTIONS: [&str; 25] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -568,6 +577,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--caller-socket",
         "--phase-align",
         "--engine-runtime",
+        "--history-limit",
         "--stagger-ms",
         "--answer-spread-ms",
         "--complexity",
@@ -950,6 +960,7 @@ impl Shared {
         if !self.config.pause_on_speech {
             settings.turn.false_interruption_timeout = None;
         }
+        settings.history_limit = self.config.history_limit;
         settings
     }
 
@@ -2003,6 +2014,8 @@ pub struct LoadReport {
     pub codec: &'static str,
     /// Engine Opus encoder complexity (Opus only).
     pub opus_complexity: Option<u8>,
+    /// Messages each call kept for the model (`null`: the whole conversation).
+    pub history_limit: Option<usize>,
     /// Call starts spread over this window (ms).
     pub stagger_ms: u64,
     /// Answers spread over this window (ms).
@@ -2427,6 +2440,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         engine_runtime: config.engine_runtime.name(),
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
+        history_limit: config.history_limit,
         stagger_ms: config.stagger.as_millis() as u64,
         answer_spread_ms: config.answer_spread.as_millis() as u64,
         caller_audio: shared.audio.source.clone(),

@@ -429,7 +429,8 @@ impl Call {
         self.status
     }
 
-    /// The conversation so far (system prompt first).
+    /// The conversation as the model gets it: system prompt first, then the messages (the
+    /// latest ones when [`CallSettings::history_limit`] is set).
     pub fn history(&self) -> &[ChatMessage] {
         &self.history
     }
@@ -604,6 +605,8 @@ impl Call {
         if self.status != CallStatus::InProgress {
             return;
         }
+        // Messages that arrive without a model request (the realtime pipeline) are bounded too.
+        self.trim_history();
         if let Some(max) = self.settings.max_duration {
             if now.saturating_sub(self.started_at) >= max {
                 self.finish(EndReason::MaxDuration, None);
@@ -997,7 +1000,47 @@ impl Call {
         self.request_llm();
     }
 
+    /// Drops the oldest messages beyond [`CallSettings::history_limit`]. The system prompt
+    /// stays; a message a speech will still cut to what was heard stays (with everything
+    /// after it); and the kept messages never start with a tool result whose call is gone.
+    fn trim_history(&mut self) {
+        let Some(limit) = self.settings.history_limit else {
+            return;
+        };
+        let pinned = usize::from(!self.settings.system_prompt.is_empty()).min(self.history.len());
+        if self.history.len() <= pinned + limit {
+            return;
+        }
+        // Tool results stay with the assistant message that called them: the window grows
+        // back to it rather than starting with an answer to a call the model cannot see.
+        let mut cut = self.history.len() - limit;
+        while cut > pinned && self.history[cut].role == Role::Tool {
+            cut -= 1;
+        }
+        if cut == pinned {
+            return;
+        }
+        let referenced = self
+            .speeches
+            .values()
+            .filter_map(|s| s.history_index)
+            .min()
+            .unwrap_or(usize::MAX);
+        if cut > referenced {
+            // Try again once that speech is done.
+            return;
+        }
+        let removed = cut - pinned;
+        self.history.drain(pinned..cut);
+        for speech in self.speeches.values_mut() {
+            if let Some(i) = speech.history_index.as_mut() {
+                *i -= removed;
+            }
+        }
+    }
+
     fn request_llm(&mut self) {
+        self.trim_history();
         let op = self.op();
         let request = LlmRequest {
             messages: self.history.clone(),

@@ -155,6 +155,11 @@ pub struct CallSettings {
     pub max_tokens: Option<u32>,
     /// Spoken when a provider fails on a turn.
     pub error_message: Option<String>,
+    /// At most this many conversation messages (after the system prompt) are kept for the
+    /// model; older ones leave the call's history. `None` keeps the whole conversation. The
+    /// event stream still carries every message, so reports built from it are complete; the
+    /// bound caps a long call's memory and the tokens each model request costs.
+    pub history_limit: Option<usize>,
 }
 
 impl CallSettings {
@@ -300,6 +305,7 @@ impl CallSettings {
                 .max_completion_tokens
                 .and_then(|t| u32::try_from(t).ok()),
             error_message: None,
+            history_limit: None,
         }
     }
 }
