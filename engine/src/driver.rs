@@ -611,8 +611,21 @@ fn record_slot(
 /// Packets a [`PhaseAligner`] looks at before it moves the media clock.
 const PHASE_WINDOW: u32 = 50;
 
-/// Margin the media clock keeps after the quickest packet of a window.
+/// Margin the media clock keeps after the quickest packet of a window, at the least.
 const PHASE_GUARD: Duration = Duration::from_millis(6);
+
+/// The most margin a [`PhaseAligner`] grows to after packets missed their ticks.
+const PHASE_GUARD_MAX: Duration = Duration::from_millis(14);
+
+/// What a window with a missed tick adds to the margin.
+const PHASE_GUARD_STEP: Duration = Duration::from_millis(4);
+
+/// Windows without a missed tick before the margin shrinks by a millisecond.
+const PHASE_GUARD_CALM_WINDOWS: u32 = 10;
+
+/// A gap of at most this many ticks between two played packets is a packet that came too
+/// late for its tick (or was lost), not a pause in the stream.
+const PHASE_LATE_GAP: u32 = 2;
 
 /// Smaller moves than this are not worth a shortened tick.
 const PHASE_MIN_SHIFT: Duration = Duration::from_millis(2);
@@ -623,31 +636,91 @@ const PHASE_MIN_SHIFT: Duration = Duration::from_millis(2);
 /// between 0 and 20 ms for the tick that plays it: on average 10 ms, up to a frame, added to
 /// every turn's latency and to every barge-in. Over each window of [`PHASE_WINDOW`] played
 /// packets the aligner takes the shortest slack (what a packet at the edge of the measured
-/// transit spread would have waited), and when more than [`PHASE_GUARD`] +
-/// [`PHASE_MIN_SHIFT`] of it could go, the driver makes one tick that much shorter. Packets
-/// within the spread still arrive before their tick; later ones are the jitter buffer's job,
-/// and a drifting peer clock just moves the phase again. Under load (a large spread) the
-/// slack is small and the clock stays where it is. The agent's packets go out at the same moved ticks (one of them early).
-#[derive(Debug, Default)]
+/// transit spread would have waited), and when more than the guard + [`PHASE_MIN_SHIFT`] of
+/// it could go, the driver makes one tick that much shorter. Packets within the spread still
+/// arrive before their tick; later ones are the jitter buffer's job, and a drifting peer
+/// clock just moves the phase again. Under load (a large spread) the slack is small and the
+/// clock stays where it is.
+///
+/// The guard adapts: it starts at [`PHASE_GUARD`]; a window in which a packet missed its tick
+/// (a tick without a packet between played ones) moves nothing and adds
+/// [`PHASE_GUARD_STEP`] (up to [`PHASE_GUARD_MAX`]), so a peer or host with bursts of
+/// lateness gets a clock that waits for them instead of one that keeps moving into them and
+/// costing a whole frame each time; [`PHASE_GUARD_CALM_WINDOWS`] windows without a miss take
+/// a millisecond back off. The agent's packets go out at the same moved ticks (one of them
+/// early).
+#[derive(Debug)]
 pub struct PhaseAligner {
     shortest: Option<Duration>,
     seen: u32,
+    guard: Duration,
+    /// Ticks without a packet since the last played one.
+    gap: u32,
+    /// Packets are flowing: the last tick with a packet was at most [`PHASE_LATE_GAP`] ago.
+    flowing: bool,
+    /// A packet of this window missed its tick.
+    missed: bool,
+    calm_windows: u32,
+}
+
+impl Default for PhaseAligner {
+    fn default() -> Self {
+        PhaseAligner {
+            shortest: None,
+            seen: 0,
+            guard: PHASE_GUARD,
+            gap: 0,
+            flowing: false,
+            missed: false,
+            calm_windows: 0,
+        }
+    }
 }
 
 impl PhaseAligner {
-    /// Takes the slack of one tick ([`MediaPort::playout_slack`]); returns how much earlier
-    /// the next tick should come, once per window at most.
+    /// Takes the slack of one tick ([`MediaPort::playout_slack`], `None` when the tick played
+    /// no packet); returns how much earlier the next tick should come, once per window at most.
     pub fn observe(&mut self, slack: Option<Duration>) -> Option<Duration> {
-        let slack = slack?;
+        let Some(slack) = slack else {
+            self.gap = self.gap.saturating_add(1);
+            if self.gap > PHASE_LATE_GAP {
+                self.flowing = false;
+            }
+            return None;
+        };
+        if self.flowing && self.gap > 0 {
+            self.missed = true;
+        }
+        self.flowing = true;
+        self.gap = 0;
         self.shortest = Some(self.shortest.map_or(slack, |s| s.min(slack)));
         self.seen += 1;
         if self.seen < PHASE_WINDOW {
             return None;
         }
         self.seen = 0;
-        let shift = self.shortest.take()?.checked_sub(PHASE_GUARD)?;
+        let shortest = self.shortest.take()?;
+        if std::mem::take(&mut self.missed) {
+            self.guard = (self.guard + PHASE_GUARD_STEP).min(PHASE_GUARD_MAX);
+            self.calm_windows = 0;
+            return None;
+        }
+        self.calm_windows += 1;
+        if self.calm_windows >= PHASE_GUARD_CALM_WINDOWS {
+            self.calm_windows = 0;
+            self.guard = self
+                .guard
+                .saturating_sub(Duration::from_millis(1))
+                .max(PHASE_GUARD);
+        }
+        let shift = shortest.checked_sub(self.guard)?;
         let most = Duration::from_millis(FRAME_MS as u64 - 1);
         (shift >= PHASE_MIN_SHIFT).then(|| shift.min(most))
+    }
+
+    /// The margin the clock now keeps after the quickest packet of a window.
+    pub fn guard(&self) -> Duration {
+        self.guard
     }
 }
 
@@ -1149,6 +1222,96 @@ mod tests {
 
     fn us(n: u64) -> Duration {
         Duration::from_micros(n)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Feeds one window of played packets with `slack`; returns the aligner's answers.
+    fn window(a: &mut PhaseAligner, slack: Duration) -> Vec<Duration> {
+        (0..PHASE_WINDOW)
+            .filter_map(|_| a.observe(Some(slack)))
+            .collect()
+    }
+
+    #[test]
+    fn the_aligner_moves_the_clock_by_the_slack_beyond_its_guard_once_a_window() {
+        let mut a = PhaseAligner::default();
+        assert_eq!(window(&mut a, ms(15)), vec![ms(9)]);
+        // Within the guard and the smallest move: nothing.
+        assert_eq!(window(&mut a, ms(7)), vec![]);
+        // Never a whole frame.
+        assert_eq!(window(&mut a, ms(40)), vec![ms(19)]);
+        // The quickest packet of the window decides.
+        let mut answers: Vec<_> = (0..PHASE_WINDOW - 1)
+            .filter_map(|_| a.observe(Some(ms(15))))
+            .collect();
+        answers.extend(a.observe(Some(ms(10))));
+        assert_eq!(answers, vec![ms(4)]);
+    }
+
+    #[test]
+    fn a_missed_tick_holds_the_clock_and_widens_the_guard() {
+        let mut a = PhaseAligner::default();
+        assert_eq!(window(&mut a, ms(15)), vec![ms(9)]);
+        // One packet came after its tick: a tick without a packet between played ones.
+        for _ in 0..10 {
+            a.observe(Some(ms(15)));
+        }
+        a.observe(None);
+        let rest: Vec<_> = (0..PHASE_WINDOW - 10)
+            .filter_map(|_| a.observe(Some(ms(15))))
+            .collect();
+        assert_eq!(rest, vec![], "no move in the window with the miss");
+        assert_eq!(a.guard(), ms(10));
+        assert_eq!(window(&mut a, ms(15)), vec![ms(5)]);
+        // Misses in later windows widen it up to the cap.
+        for _ in 0..5 {
+            a.observe(Some(ms(15)));
+            a.observe(None);
+            a.observe(None);
+            window(&mut a, ms(15));
+        }
+        assert_eq!(a.guard(), PHASE_GUARD_MAX);
+    }
+
+    #[test]
+    fn the_guard_shrinks_back_after_calm_windows() {
+        let mut a = PhaseAligner::default();
+        a.observe(Some(ms(15)));
+        a.observe(None);
+        window(&mut a, ms(15));
+        assert_eq!(a.guard(), ms(10));
+        for _ in 0..PHASE_GUARD_CALM_WINDOWS {
+            window(&mut a, ms(30));
+        }
+        assert_eq!(a.guard(), ms(9));
+        for _ in 0..PHASE_GUARD_CALM_WINDOWS * 10 {
+            window(&mut a, ms(30));
+        }
+        assert_eq!(a.guard(), PHASE_GUARD);
+    }
+
+    #[test]
+    fn a_pause_in_the_stream_is_not_a_missed_tick() {
+        let mut a = PhaseAligner::default();
+        for _ in 0..10 {
+            a.observe(Some(ms(15)));
+        }
+        // Silence suppression, DTX or the stream not started: several ticks without packets.
+        for _ in 0..=PHASE_LATE_GAP {
+            a.observe(None);
+        }
+        let answers: Vec<_> = (0..PHASE_WINDOW - 10)
+            .filter_map(|_| a.observe(Some(ms(15))))
+            .collect();
+        assert_eq!(answers, vec![ms(9)]);
+        assert_eq!(a.guard(), PHASE_GUARD);
+        // Before any packet: no miss either.
+        let mut b = PhaseAligner::default();
+        b.observe(None);
+        assert_eq!(window(&mut b, ms(15)), vec![ms(9)]);
     }
 
     #[test]
