@@ -25,6 +25,7 @@ pcmu_calls="250 500 1000 1500"
 results=benches/results
 plots=benches/plots
 quiet_busy=12
+tag=
 quiet_seconds=5
 quiet_timeout=900
 dry_run=false
@@ -43,6 +44,8 @@ Options:
   --long               only the 10-minute RSS run (150 Opus calls, 600 s, codec floor
                        measured on 500000 frames per direction and scaled up); with --opus N
                        and --seconds S given after it, that run instead
+  --tag T              append -T to every report's name (e.g. a run with other harness
+                       options next to the default one)
   --floor-frames N     measure the codec floor on at most N frames per direction (the
                        harness's --floor-frames; default: all frames)
   --results DIR        where reports go (default $results)
@@ -64,6 +67,7 @@ while [ $# -gt 0 ]; do
     --long) seconds=600; opus_calls=150; pcmu_calls=""; floor_frames=500000; shift ;;
     --floor-frames) floor_frames=$2; shift 2 ;;
     --results) results=$2; shift 2 ;;
+    --tag) tag=-$2; shift 2 ;;
     --plots) plots=$2; shift 2 ;;
     --quiet-busy) quiet_busy=$2; shift 2 ;;
     --quiet-seconds) quiet_seconds=$2; shift 2 ;;
@@ -120,7 +124,7 @@ fi
 if $dry_run; then
   for r in "${runs[@]}"; do
     set -- $r
-    echo "cargo run --release --example load -- --calls $2 --seconds $seconds --codec $1${extra[*]:+ ${extra[*]}} > $results/$1-$2calls-${seconds}s.json"
+    echo "cargo run --release --example load -- --calls $2 --seconds $seconds --codec $1${extra[*]:+ ${extra[*]}} > $results/$1-$2calls-${seconds}s$tag.json"
   done
   $plot && echo "cargo run --release --example load_plot -- $results --out $plots"
   exit 0
@@ -148,7 +152,7 @@ manifest=$results/sweep-manifest.txt
 for r in "${runs[@]}"; do
   set -- $r
   codec=$1 n=$2
-  name=$codec-${n}calls-${seconds}s
+  name=$codec-${n}calls-${seconds}s$tag
   echo "load_sweep: $name: waiting for a quiet host…" >&2
   quiet=yes
   waited=$(wait_quiet) || quiet=no
