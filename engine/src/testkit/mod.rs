@@ -6,6 +6,7 @@
 //! signal with word timings. They never touch the network.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +21,47 @@ use crate::provider::{
 
 pub mod caller;
 
+/// How long a stand-in's scripted waits really took. tokio's timers wake on whole
+/// milliseconds and after the runtime gets to them, so a configured 10 ms wait takes 10 to 11
+/// ms; that excess is the stand-in provider's latency, not the engine's. Load measurements
+/// read it here to split what the wire shows between the providers and the engine.
+#[derive(Debug, Default)]
+pub struct WaitLog {
+    count: AtomicU64,
+    configured_ns: AtomicU64,
+    actual_ns: AtomicU64,
+}
+
+impl WaitLog {
+    /// Waits `d` on the tokio clock and records how long it took.
+    pub async fn sleep(&self, d: Duration) {
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(d).await;
+        let took = start.elapsed();
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.configured_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.actual_ns
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Waits recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Mean time a wait took beyond its configured length; `None` before any wait.
+    pub fn mean_excess(&self) -> Option<Duration> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let actual = self.actual_ns.load(Ordering::Relaxed);
+        let configured = self.configured_ns.load(Ordering::Relaxed);
+        Some(Duration::from_nanos(actual.saturating_sub(configured) / n))
+    }
+}
+
 /// Speech recognition stand-in: detects utterances in the caller audio by energy
 /// and emits the next scripted transcript for each one.
 #[derive(Clone)]
@@ -31,6 +73,8 @@ pub struct ScriptedStt {
     pub speech_dbfs: f32,
     /// Silence that ends an utterance.
     pub utterance_gap: Duration,
+    /// Where the final-transcript waits are recorded.
+    pub final_waits: Arc<WaitLog>,
 }
 
 impl ScriptedStt {
@@ -41,6 +85,7 @@ impl ScriptedStt {
             final_latency: Duration::from_millis(150),
             speech_dbfs: -45.0,
             utterance_gap: Duration::from_millis(500),
+            final_waits: Arc::default(),
         }
     }
 }
@@ -107,7 +152,7 @@ impl SttProvider for ScriptedStt {
                         if in_utterance && gap >= this.utterance_gap {
                             in_utterance = false;
                             let text = current.take().unwrap_or_else(|| next_text(&this));
-                            tokio::time::sleep(this.final_latency).await;
+                            this.final_waits.sleep(this.final_latency).await;
                             let _ = events.send(SttEvent::Transcript(transcript(&text, true, false, start, pos - gap)));
                             let _ = events.send(SttEvent::UtteranceEnd);
                         }
@@ -117,7 +162,7 @@ impl SttProvider for ScriptedStt {
                             if in_utterance || current.is_some() {
                                 in_utterance = false;
                                 let text = current.take().unwrap_or_else(|| next_text(&this));
-                                tokio::time::sleep(this.final_latency).await;
+                                this.final_waits.sleep(this.final_latency).await;
                                 let mut t = transcript(&text, true, true, start, pos);
                                 t.from_finalize = true;
                                 let _ = events.send(SttEvent::Transcript(t));
@@ -194,6 +239,10 @@ pub struct ScriptedLlm {
     /// Keep every request in `requests` (default). Long-running load turns it off: each request
     /// holds the whole history, so the log would grow with the square of the turns.
     pub record_requests: bool,
+    /// Where the first-token waits are recorded.
+    pub first_token_waits: Arc<WaitLog>,
+    /// Where the waits between tokens are recorded.
+    pub token_waits: Arc<WaitLog>,
 }
 
 impl ScriptedLlm {
@@ -205,6 +254,8 @@ impl ScriptedLlm {
             token_interval: Duration::from_millis(10),
             requests: Arc::new(Mutex::new(Vec::new())),
             record_requests: true,
+            first_token_waits: Arc::default(),
+            token_waits: Arc::default(),
         }
     }
 
@@ -244,8 +295,9 @@ impl LlmProvider for ScriptedLlm {
         }
         let first = self.first_token_latency;
         let interval = self.token_interval;
+        let (first_waits, token_waits) = (self.first_token_waits.clone(), self.token_waits.clone());
         Box::pin(async move {
-            tokio::time::sleep(first).await;
+            first_waits.sleep(first).await;
             let _ = events.send(LlmEvent::FirstByte);
             let mut completion = 0u64;
             for (i, reply) in replies.into_iter().enumerate() {
@@ -253,7 +305,7 @@ impl LlmProvider for ScriptedLlm {
                     ScriptedReply::Text(text) => {
                         for (j, word) in text.split_inclusive(' ').enumerate() {
                             if i + j > 0 {
-                                tokio::time::sleep(interval).await;
+                                token_waits.sleep(interval).await;
                             }
                             completion += 1;
                             let _ = events.send(LlmEvent::TextDelta(word.to_string()));
@@ -295,6 +347,8 @@ pub struct ScriptedTts {
     /// as needed. Rendering then costs a copy, so load measurements do not count the stand-in's
     /// own synthesis as engine work. `None` (default) synthesises.
     pub clip: Option<Arc<[i16]>>,
+    /// Where the first-audio waits are recorded.
+    pub first_byte_waits: Arc<WaitLog>,
 }
 
 impl Default for ScriptedTts {
@@ -305,6 +359,7 @@ impl Default for ScriptedTts {
             rate: SampleRate::Hz24000,
             chunk: Duration::from_millis(100),
             clip: None,
+            first_byte_waits: Arc::default(),
         }
     }
 }
@@ -360,7 +415,7 @@ impl TtsProvider for ScriptedTts {
                     TtsInput::Text(t) => t,
                     TtsInput::End => break,
                 };
-                tokio::time::sleep(this.first_byte_latency).await;
+                this.first_byte_waits.sleep(this.first_byte_latency).await;
                 let offset = Duration::from_micros(produced as u64 * 1_000_000 / rate.hz() as u64);
                 let mut spans = Vec::new();
                 let mut at = offset;
@@ -633,6 +688,17 @@ fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_log_records_how_long_waits_took_beyond_their_length() {
+        let log = WaitLog::default();
+        assert_eq!(log.mean_excess(), None);
+        log.sleep(Duration::from_millis(10)).await;
+        log.sleep(Duration::from_millis(30)).await;
+        assert_eq!(log.count(), 2);
+        // Paused time: every wait ends exactly on its deadline.
+        assert_eq!(log.mean_excess(), Some(Duration::ZERO));
+    }
+
     use super::*;
 
     #[test]
