@@ -2426,7 +2426,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     } + excess(&waits.llm_first_token, 1)
         + excess(
             &waits.llm_token,
-            words_to_first_chunk(REPLY).saturating_sub(1) as u32,
+            words_to_first_chunk(REPLY).saturating_sub(1),
         )
         + excess(&waits.tts_first_byte, 1);
     let provider_path = nominal + timer_excess;
