@@ -104,7 +104,7 @@ fn command_line_options_parse_into_the_config() {
         "--stagger-ms",
         "500",
         "--engine-runtime",
-        "shared",
+        "per-core",
         "--history-limit",
         "40",
         "--scaling",
@@ -117,7 +117,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.codec, Codec::Pcmu);
     assert_eq!(config.threads, 1);
     assert_eq!(config.stagger, Duration::from_millis(500));
-    assert_eq!(config.engine_runtime, RuntimeKind::Shared);
+    assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
     assert_eq!(config.history_limit, Some(40));
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
     let Ok(Command::Run { config, scaling }) = parse(&[]) else {
@@ -127,7 +127,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!((config.calls, config.seconds), (50, 20));
     assert_eq!(config.codec, Codec::Opus);
     assert_eq!(config.complexity, 5);
-    assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
+    assert_eq!(config.engine_runtime, RuntimeKind::Shared);
     assert_eq!(config.history_limit, None);
 }
 

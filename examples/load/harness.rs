@@ -302,7 +302,7 @@ impl Default for LoadConfig {
             engine_socket: SocketKind::Polled,
             caller_socket: SocketKind::Polled,
             phase_align: true,
-            engine_runtime: RuntimeKind::PerCore,
+            engine_runtime: RuntimeKind::Shared,
             stagger: Duration::from_millis(1000),
             answer_spread: Duration::from_millis(7000),
             complexity: 5,
@@ -391,10 +391,10 @@ Options:
                            stamps [default: polled]
   --phase-align on|off     move each call's media clock towards its packets' arrivals
                            [default: on]
-  --engine-runtime per-core|shared
-                           one single-threaded runtime per engine thread, each call
-                           staying on its worker, or one work-stealing runtime
-                           [default: per-core]
+  --engine-runtime shared|per-core
+                           one work-stealing runtime for every call, or one
+                           single-threaded runtime per engine thread with each call
+                           staying on its worker [default: shared]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
