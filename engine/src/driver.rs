@@ -79,6 +79,12 @@ pub trait MediaPort: Send + 'static {
     fn send_agent_frame(&mut self, now: Duration, frame: Option<&AudioFrame>) -> io::Result<()>;
     /// Rate of the frames `caller_frame` produces (8 or 16 kHz, for VAD and STT).
     fn caller_rate(&self) -> SampleRate;
+    /// The rate the port sends the agent's audio at (its encoder's): TTS is asked for it
+    /// ([`TtsParams::preferred_rate`]) so the agent's frames need no resampling when the
+    /// provider has that rate. The default, 24 kHz, suits wideband outputs.
+    fn agent_rate(&self) -> SampleRate {
+        SampleRate::Hz24000
+    }
 }
 
 /// The providers a call uses; the pipeline picks STT+LLM+TTS or the realtime model.
@@ -803,7 +809,8 @@ impl<P: MediaPort> CallTask<P> {
         let caller_rate = port.caller_rate();
         let mut vad = VoiceDetector::new(caller_rate, options.vad).ok();
         let mut caller_frame = AudioFrame::silent(caller_rate);
-        let mut agent_frame = AudioFrame::silent(SampleRate::Hz24000);
+        let agent_rate = port.agent_rate();
+        let mut agent_frame = AudioFrame::silent(agent_rate);
         // The outbound slot of the last tick, while it is silent and still open (see below), and
         // the caller frame it holds for the recording.
         let mut open_slot: Option<SlotRecord> = None;
@@ -1095,7 +1102,7 @@ impl<P: MediaPort> CallTask<P> {
                             let (in_tx, in_rx) = mpsc::unbounded_channel();
                             let (tx, rx) = mpsc::unbounded_channel();
                             let params = TtsParams {
-                                preferred_rate: SampleRate::Hz24000,
+                                preferred_rate: agent_rate,
                             };
                             let h = spawn_forwarding(
                                 tts.synthesize(params, in_rx, tx),

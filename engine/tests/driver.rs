@@ -307,3 +307,74 @@ async fn a_reply_starts_when_its_audio_arrives_not_at_the_next_tick() {
     assert_eq!(sent.len() as u64, outcome.media.ticks + 1);
     assert_eq!(outcome.media.late_ticks, 0);
 }
+
+/// A PCM port whose encoder runs at 8 kHz (a G.711 line): records the rate of each agent frame.
+struct NarrowbandPort {
+    inner: PcmPort,
+    rates: Arc<Mutex<Vec<SampleRate>>>,
+}
+
+impl MediaPort for NarrowbandPort {
+    fn recv(
+        &mut self,
+        epoch: tokio::time::Instant,
+    ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
+        self.inner.recv(epoch)
+    }
+
+    fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
+        self.inner.caller_frame(now, out)
+    }
+
+    fn send_agent_frame(&mut self, now: Duration, frame: Option<&AudioFrame>) -> io::Result<()> {
+        if let Some(f) = frame {
+            self.rates.lock().unwrap().push(f.rate());
+        }
+        self.inner.send_agent_frame(now, frame)
+    }
+
+    fn caller_rate(&self) -> SampleRate {
+        self.inner.caller_rate()
+    }
+
+    fn agent_rate(&self) -> SampleRate {
+        SampleRate::Hz8000
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn tts_is_asked_for_the_rate_the_port_encodes_at() {
+    let agent = Arc::new(Mutex::new(Vec::new()));
+    let rates = Arc::new(Mutex::new(Vec::new()));
+    let port = NarrowbandPort {
+        inner: PcmPort {
+            speech: Vec::new(),
+            sample: 0,
+            agent: agent.clone(),
+        },
+        rates: rates.clone(),
+    };
+    let settings = CallSettings {
+        first_message: Some("Hello there.".into()),
+        ..Default::default()
+    };
+    let (task, control, _events) = new_call(
+        settings,
+        providers(
+            ScriptedStt::new(Vec::<String>::new()),
+            ScriptedLlm::always("Fine."),
+        ),
+        port,
+        DriverOptions::default(),
+    );
+    let call = tokio::spawn(task.run());
+    tokio::time::sleep(s(1500)).await;
+    control.hang_up().unwrap();
+    call.await.unwrap();
+    let rates = rates.lock().unwrap().clone();
+    assert!(rates.len() > 10, "greeting frames: {}", rates.len());
+    // The stand-in synthesises at whatever rate it is asked for: 8 kHz all through, so the
+    // port's encoder needs no resampler.
+    assert!(rates.iter().all(|&r| r == SampleRate::Hz8000), "{rates:?}");
+    assert!(agent.lock().unwrap().iter().any(|(_, voiced)| *voiced));
+}

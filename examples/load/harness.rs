@@ -198,6 +198,15 @@ impl Codec {
         }
     }
 
+    /// The rate the engine encodes the agent at, which it asks the TTS for: Opus takes 24 kHz
+    /// TTS as it is, G.711 8 kHz.
+    fn agent_rate(self) -> SampleRate {
+        match self {
+            Codec::Opus => SampleRate::Hz24000,
+            Codec::Pcmu => SampleRate::Hz8000,
+        }
+    }
+
     /// The format the engine encodes the agent with (and the callers' decoders expect).
     fn engine_format(self) -> PayloadFormat {
         match self {
@@ -898,7 +907,8 @@ impl Lcg {
 struct Shared {
     config: LoadConfig,
     audio: CallerAudio,
-    /// The TTS stand-in's voice: 5 s of the voiced signal at 24 kHz, looped.
+    /// The TTS stand-in's voice: 5 s of the voiced signal at the codec's agent rate (what the
+    /// engine asks the TTS for), looped.
     tts_clip: Arc<[i16]>,
     /// See [`vad_tail`].
     vad_tail: Duration,
@@ -992,6 +1002,7 @@ impl Shared {
         let tts = ScriptedTts {
             first_byte_latency: latencies.tts_first_byte,
             clip: Some(self.tts_clip.clone()),
+            rate: self.config.codec.agent_rate(),
             first_byte_waits: self.waits.tts_first_byte.clone(),
             ..Default::default()
         };
@@ -1830,10 +1841,11 @@ fn measure_floor(shared: &Shared, work: FloorWork) -> Result<Floor, HarnessError
         Codec::Pcmu => FrameEncoder::new(PayloadFormat::Pcmu, PacketDuration::Ms20)?,
     };
     let enc_rate = encoder.rate();
-    let mut resampler = if enc_rate == SampleRate::Hz24000 {
+    let tts_rate = codec.agent_rate();
+    let mut resampler = if enc_rate == tts_rate {
         None
     } else {
-        Some(Resampler::new(SampleRate::Hz24000, enc_rate)?)
+        Some(Resampler::new(tts_rate, enc_rate)?)
     };
     // The caller's packets as RTP, speech reel and room noise.
     let mut sender = RtpSender::new(SenderConfig {
@@ -1862,8 +1874,8 @@ fn measure_floor(shared: &Shared, work: FloorWork) -> Result<Floor, HarnessError
         .collect::<Result<_, _>>()?;
     let tts: Vec<AudioFrame> = shared
         .tts_clip
-        .chunks_exact(SampleRate::Hz24000.frame_samples())
-        .map(|c| AudioFrame::from_samples(SampleRate::Hz24000, c))
+        .chunks_exact(tts_rate.frame_samples())
+        .map(|c| AudioFrame::from_samples(tts_rate, c))
         .collect::<Result<_, _>>()?;
     let silence = AudioFrame::silent(enc_rate);
     let mut resampled = AudioFrame::silent(enc_rate);
@@ -2284,8 +2296,9 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     }
     let load_before = load_average();
     let audio = CallerAudio::prepare(config.codec, &config.voice)?;
-    let mut clip = vec![0i16; 24_000 * 5];
-    voiced_signal(SampleRate::Hz24000, 0, &mut clip);
+    let tts_rate = config.codec.agent_rate();
+    let mut clip = vec![0i16; tts_rate.hz() as usize * 5];
+    voiced_signal(tts_rate, 0, &mut clip);
     let shared = Arc::new(Shared {
         config: config.clone(),
         vad_tail: vad_tail(config.codec, &audio)?,

@@ -464,4 +464,8 @@ impl<T: PacketTransport> MediaPort for RtpPort<T> {
     fn caller_rate(&self) -> SampleRate {
         self.inbound.caller_rate()
     }
+
+    fn agent_rate(&self) -> SampleRate {
+        self.outbound.codec_rate()
+    }
 }

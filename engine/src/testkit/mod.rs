@@ -339,7 +339,8 @@ pub struct ScriptedTts {
     pub first_byte_latency: Duration,
     /// Audio per character of text.
     pub per_char: Duration,
-    /// Output rate.
+    /// The rate of `clip`. Without a clip the stand-in synthesises at the rate the call asks
+    /// for ([`TtsParams::preferred_rate`]), as a provider with every rate would.
     pub rate: SampleRate,
     /// Render faster than real time (like real TTS), chunk by chunk with no pacing.
     pub chunk: Duration,
@@ -402,14 +403,19 @@ impl TtsProvider for ScriptedTts {
 
     fn synthesize(
         &self,
-        _params: TtsParams,
+        params: TtsParams,
         mut input: mpsc::UnboundedReceiver<TtsInput>,
         events: mpsc::UnboundedSender<TtsEvent>,
     ) -> BoxFuture<'static, Result<(), ProviderError>> {
         let this = self.clone();
         Box::pin(async move {
             let mut produced = 0usize;
-            let rate = this.rate;
+            // A clip is spoken at its own rate; synthesis follows what the call asks for.
+            let rate = if this.clip.is_some() {
+                this.rate
+            } else {
+                params.preferred_rate
+            };
             while let Some(item) = input.recv().await {
                 let text = match item {
                     TtsInput::Text(t) => t,
