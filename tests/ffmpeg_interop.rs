@@ -11,10 +11,12 @@
 //! installs it), and when it still cannot run, the tests fail with a message saying so.
 //! They run in real time (about 6 s each, in parallel) and assert on audio, not on timing.
 
+#[path = "support/ffmpeg.rs"]
+mod ffmpeg_support;
+
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command as AsyncCommand;
@@ -39,53 +41,6 @@ const MIN_ENVELOPE_CORRELATION: f64 = 0.8;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Makes sure ffmpeg with the libopus encoder runs, installing it through `scripts/setup.sh`
-/// when it does not; panics with the reason otherwise (the tests must not pass silently).
-fn ensure_ffmpeg() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        if ffmpeg_usable().is_ok() {
-            return Ok(());
-        }
-        let setup = root().join("scripts/setup.sh");
-        let out = Command::new("bash")
-            .arg(&setup)
-            .current_dir(root())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", setup.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{} failed ({}): {}",
-                setup.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        ffmpeg_usable()
-    });
-    if let Err(why) = ready {
-        panic!(
-            "these interop tests need ffmpeg with libopus and it is not usable: {why}. \
-             Run ./scripts/setup.sh as root (or install the Debian package ffmpeg) and re-run."
-        );
-    }
-}
-
-fn ffmpeg_usable() -> Result<(), String> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-encoders"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("ffmpeg -encoders failed: {}", out.status));
-    }
-    if !String::from_utf8_lossy(&out.stdout).contains("libopus") {
-        return Err("this ffmpeg has no libopus encoder".into());
-    }
-    Ok(())
 }
 
 /// Reads a 16-bit mono WAV.
@@ -183,25 +138,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// An even UDP port on 127.0.0.1 whose successor is free too (RTP and RTCP for ffmpeg).
-fn free_rtp_port() -> u16 {
-    for _ in 0..200 {
-        let Ok(a) = StdUdpSocket::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(port) = a.local_addr().map(|a| a.port()) else {
-            continue;
-        };
-        if port % 2 != 0 || port == u16::MAX {
-            continue;
-        }
-        if StdUdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free pair of UDP ports on 127.0.0.1");
-}
-
 fn opus_registry() -> PayloadRegistry {
     let mut registry = PayloadRegistry::new();
     registry
@@ -217,7 +153,7 @@ fn opus_registry() -> PayloadRegistry {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_sends_opus_and_the_endpoint_decodes_the_speech() {
-    ensure_ffmpeg();
+    ffmpeg_support::ensure();
     let (rate, source) = caller_wav();
     let config = MediaConfig::new(opus_registry(), 111);
     let (endpoint, audio) = RtpEndpoint::bind("127.0.0.1:0".parse().expect("addr"), config)
@@ -350,9 +286,9 @@ async fn ffmpeg_records_the_endpoint(
     pt: u8,
     rtpmap: &str,
 ) -> Vec<i16> {
-    ensure_ffmpeg();
+    ffmpeg_support::ensure();
     let dir = scratch(name);
-    let port = free_rtp_port();
+    let port = ffmpeg_support::free_rtp_port();
     let sdp = dir.join("stream.sdp");
     let wav = dir.join("recorded.wav");
     std::fs::write(

@@ -22,10 +22,12 @@
 #[path = "../examples/rtp_agent.rs"]
 mod rtp_agent;
 
+#[path = "support/ffmpeg.rs"]
+mod ffmpeg_support;
+
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -47,64 +49,6 @@ const LISTEN_SECONDS: u32 = 16;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Makes sure ffmpeg with libopus runs, installing it through `scripts/setup.sh` when it does
-/// not; panics with the reason otherwise (the tests must not pass silently).
-fn ensure_ffmpeg() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let usable = || -> Result<(), String> {
-        let out = Command::new("ffmpeg")
-            .args(["-hide_banner", "-encoders"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
-        if !String::from_utf8_lossy(&out.stdout).contains("libopus") {
-            return Err("this ffmpeg has no libopus encoder".into());
-        }
-        Ok(())
-    };
-    let ready = READY.get_or_init(|| {
-        if usable().is_ok() {
-            return Ok(());
-        }
-        let setup = root().join("scripts/setup.sh");
-        let out = Command::new("bash")
-            .arg(&setup)
-            .current_dir(root())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", setup.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{} failed: {}",
-                setup.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        usable()
-    });
-    if let Err(why) = ready {
-        panic!(
-            "this test needs ffmpeg with libopus and it is not usable: {why}. \
-             Run ./scripts/setup.sh as root (or install the Debian package ffmpeg)."
-        );
-    }
-}
-
-/// An even UDP port on 127.0.0.1 whose successor is free too (RTP and RTCP for ffmpeg).
-fn free_rtp_port() -> u16 {
-    for _ in 0..200 {
-        let Ok(a) = StdUdpSocket::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(port) = a.local_addr().map(|a| a.port()) else {
-            continue;
-        };
-        if port % 2 == 0 && port < u16::MAX && StdUdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free pair of UDP ports on 127.0.0.1");
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -185,9 +129,9 @@ async fn call_with_ffmpeg(
     rtpmap: &str,
     send: &[&str],
 ) {
-    ensure_ffmpeg();
+    ffmpeg_support::ensure();
     let dir = scratch(name);
-    let port = free_rtp_port();
+    let port = ffmpeg_support::free_rtp_port();
     let sdp = dir.join("agent.sdp");
     let recorded = dir.join("agent.wav");
     std::fs::write(
