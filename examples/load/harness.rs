@@ -471,34 +471,27 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
             "--calls" => config.calls = number(option, &value, 1, 100_000, "1 to 100000")? as usize,
             "--seconds" => config.seconds = number(option, &value, 1, 86_400, "1 to 86400")?,
             "--codec" => {
-                config.codec = match value.as_str() {
-                    "opus" => Codec::Opus,
-                    "pcmu" => Codec::Pcmu,
-                    _ => {
-                        return Err(CliError::InvalidValue {
-                            option,
-                            value,
-                            expected: "`opus` or `pcmu`",
-                        })
-                    }
-                }
+                config.codec = choice(
+                    option,
+                    value,
+                    &[("opus", Codec::Opus), ("pcmu", Codec::Pcmu)],
+                    "`opus` or `pcmu`",
+                )?
             }
             "--threads" => config.threads = number(option, &value, 1, 1024, "1 to 1024")? as usize,
             "--caller-threads" => {
                 config.caller_threads = number(option, &value, 1, 1024, "1 to 1024")? as usize
             }
             "--engine-socket" | "--caller-socket" => {
-                let kind = match value.as_str() {
-                    "polled" => SocketKind::Polled,
-                    "reactor" => SocketKind::Reactor,
-                    _ => {
-                        return Err(CliError::InvalidValue {
-                            option,
-                            value,
-                            expected: "`polled` or `reactor`",
-                        })
-                    }
-                };
+                let kind = choice(
+                    option,
+                    value,
+                    &[
+                        ("polled", SocketKind::Polled),
+                        ("reactor", SocketKind::Reactor),
+                    ],
+                    "`polled` or `reactor`",
+                )?;
                 if option == "--engine-socket" {
                     config.engine_socket = kind;
                 } else {
@@ -506,30 +499,23 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                 }
             }
             "--engine-runtime" => {
-                config.engine_runtime = match value.as_str() {
-                    "per-core" => RuntimeKind::PerCore,
-                    "shared" => RuntimeKind::Shared,
-                    _ => {
-                        return Err(CliError::InvalidValue {
-                            option,
-                            value,
-                            expected: "`per-core` or `shared`",
-                        })
-                    }
-                };
+                config.engine_runtime = choice(
+                    option,
+                    value,
+                    &[
+                        ("per-core", RuntimeKind::PerCore),
+                        ("shared", RuntimeKind::Shared),
+                    ],
+                    "`per-core` or `shared`",
+                )?
             }
             "--phase-align" => {
-                config.phase_align = match value.as_str() {
-                    "on" => true,
-                    "off" => false,
-                    _ => {
-                        return Err(CliError::InvalidValue {
-                            option,
-                            value,
-                            expected: "`on` or `off`",
-                        })
-                    }
-                }
+                config.phase_align = choice(
+                    option,
+                    value,
+                    &[("on", true), ("off", false)],
+                    "`on` or `off`",
+                )?
             }
             "--stagger-ms" => config.stagger = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--answer-spread-ms" => config.answer_spread = ms(3_600_000, "0 to 3600000 (ms)")?,
@@ -604,6 +590,23 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--help",
     ];
     OPTIONS.iter().copied().find(|o| *o == name)
+}
+
+/// `value` as one of the named `choices`; `expected` lists them for the error.
+fn choice<T: Copy>(
+    option: &'static str,
+    value: String,
+    choices: &[(&str, T)],
+    expected: &'static str,
+) -> Result<T, CliError> {
+    match choices.iter().find(|(name, _)| *name == value) {
+        Some(&(_, chosen)) => Ok(chosen),
+        None => Err(CliError::InvalidValue {
+            option,
+            value,
+            expected,
+        }),
+    }
 }
 
 fn number(
