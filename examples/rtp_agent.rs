@@ -57,6 +57,8 @@
 #[path = "common/mod.rs"]
 mod common;
 
+pub use common::codec::Codec;
+
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,7 +69,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
-use voxline::codecs::{PayloadFormat, PayloadRegistry, SampleRate};
+use voxline::codecs::{PayloadFormat, PayloadRegistry};
 use voxline::engine::call::EndReason;
 use voxline::engine::media::PacketTransport;
 use voxline::engine::report::{CallReport, CallReporter, PostCallAnalyzer};
@@ -86,45 +88,6 @@ const USAGE: &str = "usage: rtp_agent [--listen ADDR] [--remote ADDR] [--codec o
 
 /// How long the example's "booking system" takes to answer a tool call.
 const TOOL_DELAY: Duration = Duration::from_millis(700);
-
-/// The audio codec on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    /// Opus, 48 kHz RTP clock.
-    Opus,
-    /// G.711 µ-law, 8 kHz.
-    Pcmu,
-    /// G.711 A-law, 8 kHz.
-    Pcma,
-}
-
-impl Codec {
-    fn default_payload_type(self) -> u8 {
-        match self {
-            Codec::Opus => 111,
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
-        }
-    }
-
-    fn format(self) -> PayloadFormat {
-        match self {
-            Codec::Opus => PayloadFormat::Opus {
-                pcm_rate: SampleRate::Hz48000,
-            },
-            Codec::Pcmu => PayloadFormat::Pcmu,
-            Codec::Pcma => PayloadFormat::Pcma,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Codec::Opus => "Opus",
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-        }
-    }
-}
 
 /// The parsed command line.
 #[derive(Clone, Debug)]
@@ -185,16 +148,7 @@ impl Args {
                 "--listen" => a.listen = cli::address(f, &cli::value(&mut it, f)?)?,
                 "--remote" => a.remote = Some(cli::address(f, &cli::value(&mut it, f)?)?),
                 "--codec" => {
-                    a.codec = match cli::value(&mut it, f)?.to_ascii_lowercase().as_str() {
-                        "opus" => Codec::Opus,
-                        "pcmu" => Codec::Pcmu,
-                        "pcma" => Codec::Pcma,
-                        other => {
-                            return Err(AppError::Usage(format!(
-                                "--codec: unknown codec {other:?} (use opus, pcmu or pcma)"
-                            )))
-                        }
-                    }
+                    a.codec = Codec::parse(&cli::value(&mut it, f)?).map_err(AppError::Usage)?
                 }
                 "--payload-type" => {
                     a.payload_type = Some(payload_type(f, &cli::value(&mut it, f)?)?)

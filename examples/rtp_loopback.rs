@@ -32,6 +32,8 @@
 //!   -h, --help            this text
 //! ```
 
+#[path = "common/codec.rs"]
+mod codec;
 #[path = "common/wav.rs"]
 mod wav;
 
@@ -41,11 +43,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use codec::Codec;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, MissedTickBehavior};
-use voxline::codecs::{
-    AudioFrame, FrameOrigin, PayloadFormat, PayloadRegistry, Resampler, SampleRate,
-};
+use voxline::codecs::{AudioFrame, FrameOrigin, PayloadRegistry, Resampler, SampleRate};
 use voxline::engine::media::{InboundMedia, OutboundMedia};
 use voxline::engine::testkit::{level_envelope, match_envelopes};
 use voxline::{EndpointOptions, EndpointStats, MediaConfig, RtpEndpoint};
@@ -132,42 +133,6 @@ fn media_err(context: &str) -> impl FnOnce(String) -> AppError + '_ {
     move |e| AppError::Media(format!("{context}: {e}"))
 }
 
-/// The audio codec on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Codec {
-    Opus,
-    Pcmu,
-    Pcma,
-}
-
-impl Codec {
-    fn default_payload_type(self) -> u8 {
-        match self {
-            Codec::Opus => 111,
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
-        }
-    }
-
-    fn format(self) -> PayloadFormat {
-        match self {
-            Codec::Opus => PayloadFormat::Opus {
-                pcm_rate: SampleRate::Hz48000,
-            },
-            Codec::Pcmu => PayloadFormat::Pcmu,
-            Codec::Pcma => PayloadFormat::Pcma,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Codec::Opus => "Opus",
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-        }
-    }
-}
-
 /// Parsed command line.
 #[derive(Clone, Debug)]
 struct Args {
@@ -215,18 +180,7 @@ impl Args {
                 "-h" | "--help" => return Ok(Command::Help),
                 "--wav" => a.wav = Some(PathBuf::from(value("--wav")?)),
                 "--out" => a.out = PathBuf::from(value("--out")?),
-                "--codec" => {
-                    a.codec = match value("--codec")?.to_ascii_lowercase().as_str() {
-                        "opus" => Codec::Opus,
-                        "pcmu" => Codec::Pcmu,
-                        "pcma" => Codec::Pcma,
-                        other => {
-                            return Err(AppError::Usage(format!(
-                                "--codec: unknown codec {other:?} (use opus, pcmu or pcma)"
-                            )))
-                        }
-                    }
-                }
+                "--codec" => a.codec = Codec::parse(&value("--codec")?).map_err(AppError::Usage)?,
                 "--payload-type" => {
                     let pt: u8 = number("--payload-type", &value("--payload-type")?)?;
                     if pt > 127 {

@@ -9,6 +9,7 @@
 pub mod audio;
 pub mod caller;
 pub mod cli;
+pub mod codec;
 pub mod host;
 pub mod output;
 pub mod sim_call;
