@@ -107,17 +107,8 @@ impl AudioFrame {
 
     /// A frame holding a copy of `samples`, which must be exactly one 20 ms frame at `rate`.
     pub fn from_samples(rate: SampleRate, samples: &[i16]) -> Result<Self, CodecError> {
-        let n = rate.frame_samples();
-        if samples.len() != n {
-            return Err(CodecError::FrameLength {
-                rate: rate.hz(),
-                expected: n,
-                got: samples.len(),
-            });
-        }
         let mut frame = AudioFrame::silent(rate);
-        frame.origin = FrameOrigin::Received;
-        frame.samples[..n].copy_from_slice(samples);
+        frame.fill_from(rate, FrameOrigin::Received, samples)?;
         Ok(frame)
     }
 
