@@ -26,6 +26,7 @@ use crate::provider::{
     TtsEvent, TtsInput, TtsParams, TtsProvider,
 };
 use crate::ring::ring;
+use crate::tick_grid::{LiveCall, TickGrid, TickSnap};
 use crate::vad::{VadConfig, VoiceDetector};
 
 /// What a media port reports after waiting for input.
@@ -135,6 +136,11 @@ pub struct DriverOptions {
     /// Move the media clock's phase towards the caller's packet arrivals ([`PhaseAligner`]),
     /// so packets do not wait most of a frame for their tick. Default on.
     pub align_media_phase: bool,
+    /// Snap the media clock's ticks to a grid shared by all calls in the process, so one
+    /// wake-up of a worker serves the calls whose ticks fall on the same point instead of one
+    /// or two (see [`TickGrid`]); a tick moves by at most half a step. Default
+    /// [`TickSnap::Auto`]: a 4 ms grid while few calls share each core.
+    pub tick_snap: TickSnap,
 }
 
 impl Default for DriverOptions {
@@ -146,6 +152,7 @@ impl Default for DriverOptions {
             reject_with: None,
             control_rate_limit: Some(RateLimiter::default()),
             align_media_phase: true,
+            tick_snap: TickSnap::Auto,
         }
     }
 }
@@ -730,6 +737,21 @@ impl PhaseAligner {
     }
 }
 
+/// When the tick after `due` comes, `after` later or at the grid point nearest to that; never
+/// within a millisecond of `due`.
+fn next_tick(due: Instant, after: Duration, grid: Option<TickGrid>) -> Instant {
+    let wanted = due + after;
+    let Some(grid) = grid else {
+        return wanted;
+    };
+    let snapped = grid.nearest(wanted);
+    if snapped < due + Duration::from_millis(1) {
+        grid.at_or_after(due + Duration::from_millis(1))
+    } else {
+        snapped
+    }
+}
+
 /// Hands what the media port reported to the core; a closed or failed transport is not read
 /// again.
 fn on_media_input(
@@ -875,7 +897,12 @@ impl<P: MediaPort> CallTask<P> {
         let mut llm_tasks: HashMap<OpId, AbortHandle> = HashMap::new();
         let mut tts_tasks: HashMap<OpId, (AbortHandle, Option<mpsc::UnboundedSender<TtsInput>>)> =
             HashMap::new();
-        let mut ticker = tokio::time::interval(Duration::from_millis(FRAME_MS as u64));
+        let _live = LiveCall::start();
+        let first_tick = match options.tick_snap.grid() {
+            Some(grid) => grid.at_or_after(Instant::now()),
+            None => Instant::now(),
+        };
+        let mut ticker = tokio::time::interval_at(first_tick, FRAME);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut answered = false;
         let answer = |call: &mut Call, now: Duration| match &options.reject_with {
@@ -921,7 +948,11 @@ impl<P: MediaPort> CallTask<P> {
                     if options.align_media_phase {
                         if let Some(shift) = phase.observe(port.playout_slack()) {
                             counters.phase_shifts += 1;
-                            ticker.reset_at(due + FRAME - shift);
+                            ticker.reset_at(next_tick(
+                                due,
+                                FRAME - shift,
+                                options.tick_snap.grid(),
+                            ));
                         }
                     }
                     if have_caller {
@@ -1240,6 +1271,20 @@ mod tests {
         (0..PHASE_WINDOW)
             .filter_map(|_| a.observe(Some(slack)))
             .collect()
+    }
+
+    #[test]
+    fn a_moved_tick_lands_on_the_grid_and_never_on_its_predecessor() {
+        let grid = TickGrid::new(ms(4)).unwrap();
+        let due = grid.at_or_after(Instant::now());
+        // Without a grid the tick comes exactly when asked.
+        assert_eq!(next_tick(due, us(13_300), None), due + us(13_300));
+        // With one it comes at the nearest point: 13.3 ms -> 12, 14.5 -> 16.
+        assert_eq!(next_tick(due, us(13_300), Some(grid)), due + ms(12));
+        assert_eq!(next_tick(due, us(14_500), Some(grid)), due + ms(16));
+        // A shift of almost a whole frame does not snap back onto `due` itself.
+        assert_eq!(next_tick(due, us(1_500), Some(grid)), due + ms(4));
+        assert_eq!(next_tick(due, ms(20), Some(grid)), due + ms(20));
     }
 
     #[test]

@@ -15,5 +15,6 @@ pub mod provider;
 pub mod report;
 pub mod ring;
 pub mod testkit;
+pub mod tick_grid;
 pub mod vad;
 pub mod workers;

@@ -12,6 +12,7 @@ use voxline_engine::provider::Role;
 use voxline_engine::testkit::{
     voiced_signal, ScriptedLlm, ScriptedReply, ScriptedStt, ScriptedTts,
 };
+use voxline_engine::tick_grid::{TickGrid, TickSnap};
 
 /// A media port that plays a caller timeline of speech segments and records agent frames.
 struct PcmPort {
@@ -168,7 +169,11 @@ async fn slow_event_reader_loses_nothing_and_never_stalls_media() {
             ScriptedLlm::always("Of course, go ahead."),
         ),
         port,
-        DriverOptions::default(),
+        // Ticks on the runtime's millisecond lattice (a shared grid's points need not be).
+        DriverOptions {
+            tick_snap: TickSnap::Off,
+            ..DriverOptions::default()
+        },
     );
     let call = tokio::spawn(task.run());
     // The reader pauses for seconds between events.
@@ -275,7 +280,11 @@ async fn a_reply_starts_when_its_audio_arrives_not_at_the_next_tick() {
             realtime: None,
         },
         port,
-        DriverOptions::default(),
+        // Ticks at 0, 20, 40 ms of the call (a shared grid would move them).
+        DriverOptions {
+            tick_snap: TickSnap::Off,
+            ..DriverOptions::default()
+        },
     );
     let call = tokio::spawn(task.run());
     tokio::time::sleep(s(2000)).await;
@@ -377,4 +386,95 @@ async fn tts_is_asked_for_the_rate_the_port_encodes_at() {
     // port's encoder needs no resampler.
     assert!(rates.iter().all(|&r| r == SampleRate::Hz8000), "{rates:?}");
     assert!(agent.lock().unwrap().iter().any(|(_, voiced)| *voiced));
+}
+
+/// A silent line that records when each of its call's ticks ran.
+struct TickClock {
+    ticks: Arc<Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl MediaPort for TickClock {
+    fn recv(
+        &mut self,
+        _epoch: tokio::time::Instant,
+    ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
+        std::future::pending()
+    }
+
+    fn caller_frame(&mut self, _now: Duration, out: &mut AudioFrame) -> bool {
+        self.ticks.lock().unwrap().push(tokio::time::Instant::now());
+        out.reset(SampleRate::Hz16000, FrameOrigin::Received);
+        true
+    }
+
+    fn send_agent_frame(&mut self, _now: Duration, _frame: Option<&AudioFrame>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn caller_rate(&self) -> SampleRate {
+        SampleRate::Hz16000
+    }
+}
+
+/// Runs four calls started 1 ms apart and returns the distinct instants at which their clocks
+/// ticked during one second in which all four ran.
+async fn ticks_of_four_calls(snap: TickSnap) -> Vec<tokio::time::Instant> {
+    let ticks = Arc::new(Mutex::new(Vec::new()));
+    let mut calls = Vec::new();
+    for _ in 0..4 {
+        let port = TickClock {
+            ticks: ticks.clone(),
+        };
+        let options = DriverOptions {
+            tick_snap: snap,
+            ..DriverOptions::default()
+        };
+        let (task, control, _events) = new_call(
+            CallSettings::default(),
+            ProviderSet::default(),
+            port,
+            options,
+        );
+        calls.push((tokio::spawn(task.run()), control));
+        tokio::time::sleep(s(1)).await;
+    }
+    tokio::time::sleep(s(100)).await;
+    let from = tokio::time::Instant::now();
+    tokio::time::sleep(s(1000)).await;
+    let to = tokio::time::Instant::now();
+    for (call, control) in calls {
+        control.hang_up().unwrap();
+        call.await.unwrap();
+    }
+    let mut distinct: Vec<_> = ticks
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|&t| t >= from && t < to)
+        .collect();
+    distinct.sort();
+    distinct.dedup();
+    distinct
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_on_a_shared_grid_tick_together() {
+    // Each clock at its own phase: four calls, four wake-ups in each of the 50 frames.
+    let own = ticks_of_four_calls(TickSnap::Off).await;
+    assert_eq!(own.len(), 4 * 50);
+
+    // On a 4 ms grid four starts within 3 ms fall on one or two points: half the wake-ups or
+    // fewer, and every tick lies a whole number of grid steps from every other.
+    let grid = TickGrid::new(s(4)).unwrap();
+    let shared = ticks_of_four_calls(TickSnap::Fixed(grid)).await;
+    assert!(
+        (50..=2 * 50).contains(&shared.len()),
+        "{} instants",
+        shared.len()
+    );
+    for t in &shared {
+        let apart = t.duration_since(shared[0]).as_micros();
+        assert_eq!(apart % 4000, 0, "{apart} us from the first tick");
+    }
 }

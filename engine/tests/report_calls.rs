@@ -24,6 +24,7 @@ use voxline_engine::platform::{
 use voxline_engine::provider::{LlmRequest, Role, ToolSpec};
 use voxline_engine::report::{CallMetadata, CallReport, CallReporter, PostCallAnalyzer};
 use voxline_engine::testkit::{ScriptedLlm, ScriptedReply};
+use voxline_engine::tick_grid::TickSnap;
 
 const CALL_ID: &str = "5c4d030f-43e3-4e65-899e-8148521e660f";
 const GREETING: &str = "Hello, how can I help you?";
@@ -151,7 +152,13 @@ where
     Fut: Future<Output = ()>,
 {
     let (port, _agent) = PcmPort::new(speech);
-    let (task, control, mut events) = new_call(settings, providers, port, DriverOptions::default());
+    // Ticks at whole 20 ms steps from the start, so the expected timestamps are exact (a
+    // shared tick grid would move them by up to 4 ms).
+    let options = DriverOptions {
+        tick_snap: TickSnap::Off,
+        ..DriverOptions::default()
+    };
+    let (task, control, mut events) = new_call(settings, providers, port, options);
     let call = tokio::spawn(task.run());
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let sink = bodies.clone();

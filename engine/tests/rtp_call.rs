@@ -166,8 +166,10 @@ async fn the_media_clock_moves_to_the_callers_packets() {
                 until: ms(10_000),
                 ..Default::default()
             },
+            // The aligner alone: ticks on the call's own phase, not on a shared grid.
             voxline_engine::driver::DriverOptions {
                 align_media_phase: align,
+                tick_snap: voxline_engine::tick_grid::TickSnap::Off,
                 ..Default::default()
             },
             ms(2),

@@ -44,6 +44,7 @@ use voxline::engine::media::{
 };
 use voxline::engine::provider::{ChatMessage, ToolCallRequest};
 use voxline::engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt, ScriptedTts, WaitLog};
+use voxline::engine::tick_grid::{TickGrid, TickSnap};
 use voxline::engine::vad::{VadConfig, VadError, VoiceDetector};
 use voxline::engine::workers::{CallWorker, CallWorkers};
 
@@ -272,6 +273,8 @@ pub struct LoadConfig {
     pub caller_socket: SocketKind,
     /// Move each call's media clock towards its packets (`DriverOptions::align_media_phase`).
     pub phase_align: bool,
+    /// `DriverOptions::tick_snap`: the shared grid the calls' ticks snap to.
+    pub tick_snap: TickSnap,
     /// How the engine's threads run the calls.
     pub engine_runtime: RuntimeKind,
     /// Call starts are spread evenly over this window.
@@ -311,6 +314,7 @@ impl Default for LoadConfig {
             engine_socket: SocketKind::Polled,
             caller_socket: SocketKind::Polled,
             phase_align: true,
+            tick_snap: TickSnap::Auto,
             engine_runtime: RuntimeKind::Shared,
             stagger: Duration::from_millis(1000),
             answer_spread: Duration::from_millis(7000),
@@ -400,6 +404,10 @@ Options:
                            stamps [default: polled]
   --phase-align on|off     move each call's media clock towards its packets' arrivals
                            [default: on]
+  --tick-grid-ms auto|0|1|2|4|5|10|20
+                           snap every call's ticks to a shared grid of this step so one
+                           wake-up serves several calls; 0 = each clock at its own
+                           phase; auto = 4 ms below 50 calls per core [default: auto]
   --engine-runtime shared|per-core
                            one work-stealing runtime for every call, or one
                            single-threaded runtime per engine thread with each call
@@ -517,6 +525,22 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                     "`on` or `off`",
                 )?
             }
+            "--tick-grid-ms" => {
+                const EXPECTED: &str = "auto, 0, 1, 2, 4, 5, 10 or 20 (ms)";
+                config.tick_snap = match value.as_str() {
+                    "auto" => TickSnap::Auto,
+                    _ => match number(option, &value, 0, 20, EXPECTED)? {
+                        0 => TickSnap::Off,
+                        n => TickSnap::Fixed(TickGrid::new(Duration::from_millis(n)).map_err(
+                            |_| CliError::InvalidValue {
+                                option,
+                                value: value.clone(),
+                                expected: EXPECTED,
+                            },
+                        )?),
+                    },
+                };
+            }
             "--stagger-ms" => config.stagger = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--answer-spread-ms" => config.answer_spread = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--complexity" => config.complexity = number(option, &value, 0, 10, "0 to 10")? as u8,
@@ -562,7 +586,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 25] = [
+    const OPTIONS: [&str; 26] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -571,6 +595,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--engine-socket",
         "--caller-socket",
         "--phase-align",
+        "--tick-grid-ms",
         "--engine-runtime",
         "--history-limit",
         "--stagger-ms",
@@ -1592,6 +1617,7 @@ async fn run_call<T: PacketTransport, C: PacketTransport>(
     let options = DriverOptions {
         auto_answer: false,
         align_media_phase: shared.config.phase_align,
+        tick_snap: shared.config.tick_snap,
         ..DriverOptions::default()
     };
     let (task, control, events) =
@@ -2042,6 +2068,8 @@ pub struct LoadReport {
     pub caller_socket: &'static str,
     /// Whether the media clocks followed their packets' arrivals.
     pub phase_align: bool,
+    /// `auto`, `off` or the fixed step of the shared tick grid (`4ms`).
+    pub tick_grid: String,
     /// `per-core` (a call stays on one single-threaded worker) or `shared` (one
     /// work-stealing runtime).
     pub engine_runtime: &'static str,
@@ -2488,6 +2516,11 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         engine_socket: config.engine_socket.name(),
         caller_socket: config.caller_socket.name(),
         phase_align: config.phase_align,
+        tick_grid: match config.tick_snap {
+            TickSnap::Auto => "auto".to_string(),
+            TickSnap::Off => "off".to_string(),
+            TickSnap::Fixed(g) => format!("{}ms", g.step().as_millis()),
+        },
         engine_runtime: config.engine_runtime.name(),
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
