@@ -1,0 +1,205 @@
+//! What the same codec work costs under different wake-up schedules, on this machine.
+//!
+//! ```sh
+//! cargo run --release --example wake_cost -- --calls 25 --seconds 5 --rounds 5
+//! ```
+//!
+//! K calls' worth of Opus work (decode a caller packet at 16 kHz; while the agent speaks, a
+//! third of the time, encode a 24 kHz frame at complexity 5), each call with its own decoder and
+//! encoder, run on one thread in five schedules, and the thread's CPU time per call-frame:
+//!
+//! - `back-to-back`: every frame of every call in a loop, never idle (how the load harness
+//!   measures the codec floor, there with one decoder and encoder);
+//! - `grid-G`: in real time, 20 ms per frame, each call's frame at its own phase spread over
+//!   the 20 ms and snapped to a G ms grid, the thread sleeping in between — `grid-1` is one
+//!   wake-up per call (each clock at its own phase), `grid-20` is one wake-up per frame for
+//!   all K calls.
+//!
+//! No sockets, no runtime, no engine: only the schedule differs. On a virtual machine an idle
+//! vCPU halts and the host may run something else on its core, so the work after a wake-up
+//! finds its caches cold; this shows how much that costs here, which is what the engine's
+//! shared tick grid (`voxline::engine::tick_grid`) saves. The schedules take turns for
+//! `--rounds` rounds (a burst on a shared host then hits all of them alike); prints one JSON
+//! object per schedule with the median and the range over the rounds.
+
+use std::time::{Duration, Instant};
+
+use voxline::codecs::opus::{OpusConfig, OpusDecoder, OpusEncoder};
+use voxline::codecs::{AudioFrame, CodecError, SampleRate};
+use voxline::engine::testkit::voiced_signal;
+
+const USAGE: &str = "usage: wake_cost [--calls K (1-1000, default 25)] \
+     [--seconds S per schedule and round (1-600, default 5)] [--rounds R (1-100, default 5)]";
+
+/// One call's codec state and its place in the caller's and the agent's audio.
+struct CallCodecs {
+    decoder: OpusDecoder,
+    encoder: OpusEncoder,
+    frame: usize,
+    packet: [u8; 1500],
+}
+
+/// The audio every call plays: caller packets (48 kHz Opus) and agent frames (24 kHz PCM).
+struct Media {
+    caller_packets: Vec<Vec<u8>>,
+    agent_frames: Vec<AudioFrame>,
+}
+
+impl Media {
+    fn new() -> Result<Media, CodecError> {
+        const FRAMES: usize = 500;
+        let mut encoder = OpusEncoder::new(SampleRate::Hz48000, OpusConfig::default())?;
+        let mut pcm = vec![0i16; SampleRate::Hz48000.frame_samples()];
+        let mut out = [0u8; 1500];
+        let mut caller_packets = Vec::with_capacity(FRAMES);
+        for f in 0..FRAMES {
+            voiced_signal(SampleRate::Hz48000, f * pcm.len(), &mut pcm);
+            encoder.push_frame(&AudioFrame::from_samples(SampleRate::Hz48000, &pcm)?)?;
+            if let Some(p) = encoder.next_packet(&mut out)? {
+                caller_packets.push(out[..p.len].to_vec());
+            }
+        }
+        let mut pcm = vec![0i16; SampleRate::Hz24000.frame_samples()];
+        let mut agent_frames = Vec::with_capacity(FRAMES);
+        for f in 0..FRAMES {
+            voiced_signal(SampleRate::Hz24000, f * pcm.len(), &mut pcm);
+            agent_frames.push(AudioFrame::from_samples(SampleRate::Hz24000, &pcm)?);
+        }
+        Ok(Media {
+            caller_packets,
+            agent_frames,
+        })
+    }
+
+    /// One call's work for one 20 ms frame.
+    fn frame(&self, call: &mut CallCodecs) -> Result<(), CodecError> {
+        let k = call.frame;
+        call.decoder
+            .decode(&self.caller_packets[k % self.caller_packets.len()])?;
+        std::hint::black_box(call.decoder.next_frame());
+        // The agent speaks one stretch of 100 frames in three.
+        if (k / 100).is_multiple_of(3) {
+            call.encoder
+                .push_frame(&self.agent_frames[k % self.agent_frames.len()])?;
+            std::hint::black_box(call.encoder.next_packet(&mut call.packet)?);
+        }
+        call.frame += 1;
+        Ok(())
+    }
+}
+
+/// The CPU time this thread has used (from /proc: no extra crate for one clock).
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(
+        stat.split_whitespace().next()?.parse().ok()?,
+    ))
+}
+
+fn calls(k: usize) -> Result<Vec<CallCodecs>, CodecError> {
+    (0..k)
+        .map(|i| {
+            Ok(CallCodecs {
+                decoder: OpusDecoder::new(SampleRate::Hz16000)?,
+                encoder: OpusEncoder::new(
+                    SampleRate::Hz24000,
+                    OpusConfig {
+                        complexity: 5,
+                        ..OpusConfig::default()
+                    },
+                )?,
+                // Calls at different places in their audio, as real calls would be.
+                frame: i * 37,
+                packet: [0u8; 1500],
+            })
+        })
+        .collect()
+}
+
+/// Runs `frames` frames of every call in `schedule` (`None`: back to back; `Some(g)`: in real
+/// time on a g ms grid) and returns the thread's CPU per call-frame.
+fn measure(
+    media: &Media,
+    k: usize,
+    frames: u64,
+    grid_ms: Option<u64>,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let mut calls = calls(k)?;
+    let cpu_before = thread_cpu().ok_or("no per-thread CPU clock (/proc/thread-self/schedstat)")?;
+    match grid_ms {
+        None => {
+            for _ in 0..frames {
+                for call in calls.iter_mut() {
+                    media.frame(call)?;
+                }
+            }
+        }
+        Some(g) => {
+            let start = Instant::now();
+            let step = g * 1000;
+            for f in 0..frames {
+                for (i, call) in calls.iter_mut().enumerate() {
+                    let phase = (20_000 * i as u64 / k as u64) / step * step;
+                    let due = start + Duration::from_micros(20_000 * f + phase);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    media.frame(call)?;
+                }
+            }
+        }
+    }
+    let cpu = thread_cpu().ok_or("no per-thread CPU clock")? - cpu_before;
+    Ok(cpu / (frames * k as u64) as u32)
+}
+
+fn parse() -> Result<(usize, u64, usize), String> {
+    let mut k = 25usize;
+    let mut seconds = 5u64;
+    let mut rounds = 5usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().ok_or(USAGE)?;
+        let n: u64 = value.parse().map_err(|_| USAGE.to_string())?;
+        match arg.as_str() {
+            "--calls" if (1..=1000).contains(&n) => k = n as usize,
+            "--seconds" if (1..=600).contains(&n) => seconds = n,
+            "--rounds" if (1..=100).contains(&n) => rounds = n as usize,
+            _ => return Err(USAGE.to_string()),
+        }
+    }
+    Ok((k, seconds, rounds))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (k, seconds, rounds) = parse()?;
+    let media = Media::new()?;
+    let frames = seconds * 50;
+    let schedules: [(&str, Option<u64>); 5] = [
+        ("back-to-back", None),
+        ("grid-1", Some(1)),
+        ("grid-2", Some(2)),
+        ("grid-4", Some(4)),
+        ("grid-20", Some(20)),
+    ];
+    let mut us: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); schedules.len()];
+    for _ in 0..rounds {
+        for (s, (_, grid)) in schedules.iter().enumerate() {
+            us[s].push(measure(&media, k, frames, *grid)?.as_secs_f64() * 1e6);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let base = median(&mut us[0]);
+    for ((name, _), v) in schedules.iter().zip(us.iter_mut()) {
+        let m = median(v);
+        println!(
+            "{{\"schedule\":\"{name}\",\"calls\":{k},\"frames_per_call\":{},\"cpu_us_per_call_frame_median\":{m:.2},\"min\":{:.2},\"max\":{:.2},\"vs_back_to_back\":{:.3}}}",
+            frames * rounds as u64,
+            v[0],
+            v[v.len() - 1],
+            m / base
+        );
+    }
+    Ok(())
+}
