@@ -6,10 +6,11 @@
 //!
 //! K calls' worth of Opus work (decode a caller packet at 16 kHz; while the agent speaks, a
 //! third of the time, encode a 24 kHz frame at complexity 5), each call with its own decoder and
-//! encoder, run on one thread in five schedules, and the thread's CPU time per call-frame:
+//! encoder, run on one thread in six schedules, and the thread's CPU time per call-frame:
 //!
-//! - `back-to-back`: every frame of every call in a loop, never idle (how the load harness
-//!   measures the codec floor, there with one decoder and encoder);
+//! - `back-to-back`: every frame of every call in a loop, never idle;
+//! - `back-to-back-one-state`: the same frames through one decoder and one encoder (how the
+//!   load harness measures the codec floor), which shows what K calls' state costs the caches;
 //! - `grid-G`: in real time, 20 ms per frame, each call's frame at its own phase spread over
 //!   the 20 ms and snapped to a G ms grid, the thread sleeping in between — `grid-1` is one
 //!   wake-up per call (each clock at its own phase), `grid-20` is one wake-up per frame for
@@ -116,25 +117,44 @@ fn calls(k: usize) -> Result<Vec<CallCodecs>, CodecError> {
         .collect()
 }
 
-/// Runs `frames` frames of every call in `schedule` (`None`: back to back; `Some(g)`: in real
-/// time on a g ms grid) and returns the thread's CPU per call-frame.
+/// How the frames are run.
+#[derive(Clone, Copy)]
+enum Schedule {
+    /// Back to back through each call's own codecs.
+    BackToBack,
+    /// Back to back through one decoder and encoder.
+    OneState,
+    /// In real time, each call's phase snapped to a grid of this many ms.
+    Grid(u64),
+}
+
+/// Runs `frames` frames of each of `k` calls in `schedule` and returns the thread's CPU per
+/// call-frame.
 fn measure(
     media: &Media,
     k: usize,
     frames: u64,
-    grid_ms: Option<u64>,
+    schedule: Schedule,
 ) -> Result<Duration, Box<dyn std::error::Error>> {
-    let mut calls = calls(k)?;
+    let mut calls = calls(match schedule {
+        Schedule::OneState => 1,
+        _ => k,
+    })?;
     let cpu_before = thread_cpu().ok_or("no per-thread CPU clock (/proc/thread-self/schedstat)")?;
-    match grid_ms {
-        None => {
+    match schedule {
+        Schedule::BackToBack => {
             for _ in 0..frames {
                 for call in calls.iter_mut() {
                     media.frame(call)?;
                 }
             }
         }
-        Some(g) => {
+        Schedule::OneState => {
+            for _ in 0..frames * k as u64 {
+                media.frame(&mut calls[0])?;
+            }
+        }
+        Schedule::Grid(g) => {
             let start = Instant::now();
             let step = g * 1000;
             for f in 0..frames {
@@ -173,17 +193,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (k, seconds, rounds) = parse()?;
     let media = Media::new()?;
     let frames = seconds * 50;
-    let schedules: [(&str, Option<u64>); 5] = [
-        ("back-to-back", None),
-        ("grid-1", Some(1)),
-        ("grid-2", Some(2)),
-        ("grid-4", Some(4)),
-        ("grid-20", Some(20)),
+    let schedules: [(&str, Schedule); 6] = [
+        ("back-to-back", Schedule::BackToBack),
+        ("back-to-back-one-state", Schedule::OneState),
+        ("grid-1", Schedule::Grid(1)),
+        ("grid-2", Schedule::Grid(2)),
+        ("grid-4", Schedule::Grid(4)),
+        ("grid-20", Schedule::Grid(20)),
     ];
     let mut us: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); schedules.len()];
     for _ in 0..rounds {
-        for (s, (_, grid)) in schedules.iter().enumerate() {
-            us[s].push(measure(&media, k, frames, *grid)?.as_secs_f64() * 1e6);
+        for (s, (_, schedule)) in schedules.iter().enumerate() {
+            us[s].push(measure(&media, k, frames, *schedule)?.as_secs_f64() * 1e6);
         }
     }
     let median = |v: &mut Vec<f64>| {
