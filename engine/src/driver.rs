@@ -389,6 +389,43 @@ pub struct MediaCounters {
     pub lateness: LatenessHistogram,
     /// Times the media clock moved towards the caller's packet arrivals ([`PhaseAligner`]).
     pub phase_shifts: u64,
+    /// When the first deadline misses were due, to line them up with what else the machine did.
+    pub late_tick_times: LateTickTimes,
+}
+
+/// How many of a call's deadline misses [`LateTickTimes`] keeps the time of.
+pub const LATE_TICK_TIMES: usize = 16;
+
+/// When a call's first [`LATE_TICK_TIMES`] deadline misses were due, as time since the call's
+/// media clock started: a host (or the load harness) can compare them with other records of the
+/// machine, such as a probe thread's own late wake-ups, to tell a stall of the machine from
+/// one of the engine. Fixed size, so recording never allocates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LateTickTimes {
+    at: [Duration; LATE_TICK_TIMES],
+    len: usize,
+}
+
+impl LateTickTimes {
+    /// Notes a miss due `at` after the clock started; past [`LATE_TICK_TIMES`] misses, nothing.
+    pub fn record(&mut self, at: Duration) {
+        if let Some(slot) = self.at.get_mut(self.len) {
+            *slot = at;
+            self.len += 1;
+        }
+    }
+
+    /// The recorded times, in the order the misses happened.
+    pub fn as_slice(&self) -> &[Duration] {
+        &self.at[..self.len]
+    }
+}
+
+impl serde::Serialize for LateTickTimes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Seconds since the call's start, to the microsecond.
+        serializer.collect_seq(self.as_slice().iter().map(Duration::as_secs_f64))
+    }
 }
 
 /// A tick whose frame goes out later than this after its due time missed its deadline.
@@ -996,6 +1033,9 @@ impl<P: MediaPort> CallTask<P> {
                     counters.lateness.record(late);
                     if late > LATE_TICK {
                         counters.late_ticks += 1;
+                        counters
+                            .late_tick_times
+                            .record(due.saturating_duration_since(start));
                     }
                 }
                 input = port.recv(start), if transport_open => {
@@ -1271,6 +1311,22 @@ mod tests {
         (0..PHASE_WINDOW)
             .filter_map(|_| a.observe(Some(slack)))
             .collect()
+    }
+
+    #[test]
+    fn late_tick_times_keep_the_first_misses_and_serialize_as_seconds() {
+        let mut times = LateTickTimes::default();
+        assert!(times.as_slice().is_empty());
+        for k in 0..(LATE_TICK_TIMES as u64 + 5) {
+            times.record(ms(1000 + 20 * k));
+        }
+        assert_eq!(times.as_slice().len(), LATE_TICK_TIMES);
+        assert_eq!(times.as_slice()[0], ms(1000));
+        assert_eq!(times.as_slice()[LATE_TICK_TIMES - 1], ms(1300));
+        let mut two = LateTickTimes::default();
+        two.record(ms(1500));
+        two.record(us(2_000_250));
+        assert_eq!(serde_json::to_string(&two).unwrap(), "[1.5,2.00025]");
     }
 
     #[test]

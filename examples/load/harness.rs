@@ -1420,6 +1420,8 @@ async fn drain_events(mut events: EventStream, shared: Arc<Shared>) -> EventSumm
 
 /// Everything measured on one call.
 struct CallResult {
+    /// When the call's task was handed to the engine (its media clock starts right after).
+    started: std::time::Instant,
     end_reason: EndReason,
     media: MediaCounters,
     inbound: InboundCounters,
@@ -1630,6 +1632,7 @@ async fn run_call<T: PacketTransport, C: PacketTransport>(
         .mul_f64((index as f64 * 0.754_877_666_25).fract());
     let caller = Caller::new(index, shared.clone(), now + answer_delay)?;
     let until = now + Duration::from_secs(shared.config.seconds);
+    let started = std::time::Instant::now();
     let call = engine.spawn(task.run_with_port());
     let host = tokio::spawn(drain_events(events, shared.clone()));
     let answer = {
@@ -1647,6 +1650,7 @@ async fn run_call<T: PacketTransport, C: PacketTransport>(
     let events = host.await.map_err(|e| HarnessError::Task(e.to_string()))?;
     let caller = caller?;
     Ok(CallResult {
+        started,
         history_messages: outcome.history.len(),
         history_bytes: history_bytes(&outcome.history, outcome.history.capacity()),
         end_reason: outcome.end_reason,
@@ -1705,6 +1709,63 @@ async fn drive(
         Some(e) => (Err(e), rss),
         None => (Ok(results), rss),
     }
+}
+
+/// The probe's sleep, and the lateness from which it records a stall.
+const PROBE_SLEEP: Duration = Duration::from_millis(1);
+const PROBE_STALL: Duration = Duration::from_millis(5);
+
+/// A thread that sleeps [`PROBE_SLEEP`] at a time and records when it wakes more than
+/// [`PROBE_STALL`] late: a stall of the machine (the kernel, the hypervisor, other tenants),
+/// since the thread does nothing else.
+struct StallProbe {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(Duration, Duration)>>,
+}
+
+impl StallProbe {
+    /// Starts probing; stall times are counted from `epoch`.
+    fn start(epoch: std::time::Instant) -> Result<StallProbe, HarnessError> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vx-probe".into())
+            .spawn(move || {
+                let mut stalls = Vec::new();
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    let before = std::time::Instant::now();
+                    std::thread::sleep(PROBE_SLEEP);
+                    let woke = std::time::Instant::now();
+                    let late = (woke - before).saturating_sub(PROBE_SLEEP);
+                    if late > PROBE_STALL {
+                        stalls.push((woke.saturating_duration_since(epoch), late));
+                    }
+                }
+                stalls
+            })
+            .map_err(io("starting the stall probe"))?;
+        Ok(StallProbe { stop, thread })
+    }
+
+    /// Stops probing: (when the probe woke, how late), in order.
+    fn finish(self) -> Vec<(Duration, Duration)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// How many of the misses due at `late` fell inside a probe stall: from 2 ms before the probe's
+/// sleep should have ended (it was due `PROBE_SLEEP` before it woke, late by the stall) to
+/// when it woke.
+fn misses_in_stalls(late: &[Duration], stalls: &[(Duration, Duration)]) -> u64 {
+    late.iter()
+        .filter(|&&t| {
+            stalls.iter().any(|&(woke, by)| {
+                let from = woke.saturating_sub(by + Duration::from_millis(2));
+                t >= from && t <= woke
+            })
+        })
+        .count() as u64
 }
 
 /// Reads the process RSS every [`RSS_INTERVAL`] from now until `stop` fires, into a series of
@@ -2133,6 +2194,22 @@ pub struct LoadReport {
     pub pacing_jitter_ms_max: f64,
     /// Caller ticks more than 10 ms late: the harness itself was short of CPU.
     pub caller_late_ticks: u64,
+    /// When the engine's deadline misses were due, seconds from the start of the load (the
+    /// first 16 of each call, to the ms, distinct, at most 200).
+    pub late_ticks_at_s: Vec<f64>,
+    /// A thread of the harness that only sleeps 1 ms at a time, woken more than
+    /// `host_stall_threshold_ms` late: [seconds from the start of the load when it woke, how
+    /// late in ms] (at most 200). It does no work, so its stalls are the machine's.
+    pub host_stalls: Vec<[f64; 2]>,
+    /// Lateness from which the probe records a stall (ms).
+    pub host_stall_threshold_ms: f64,
+    /// The probe's longest stall (ms).
+    pub host_stall_max_ms: f64,
+    /// Recorded deadline misses that were due while the probe itself was stalled (from 2 ms
+    /// before its sleep should have ended to when it woke).
+    pub late_ticks_in_host_stalls: u64,
+    /// Deadline misses whose time was recorded (each call keeps its first 16).
+    pub late_ticks_recorded: u64,
     /// Engine runtime threads' CPU seconds per call-second (media, VAD, turn logic, provider
     /// stand-ins).
     pub cpu_per_call_second: f64,
@@ -2351,8 +2428,10 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     let threads_before = thread_cpu();
     let process_before = process_cpu();
     let t0 = std::time::Instant::now();
+    let probe = StallProbe::start(t0)?;
     let (results, rss_samples) = caller_rt.block_on(drive(shared.clone(), &engine_rt));
     let wall = t0.elapsed();
+    let stalls = probe.finish();
     let threads_after = thread_cpu();
     let process_after = process_cpu();
     let hwm = if hwm_reset {
@@ -2382,6 +2461,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         (0u64, 0u64, 0u64, 0u64);
     let (mut speech_sent, mut noise_sent, mut unsent, mut send_failures) = (0u64, 0u64, 0u64, 0u64);
     let (mut interruptions, mut provider_errors) = (0u64, 0u64);
+    let mut late_at: Vec<Duration> = Vec::new();
     for r in &results {
         lateness.merge(&r.media.lateness);
         *end_reasons.entry(r.end_reason.as_str()).or_insert(0) += 1;
@@ -2394,6 +2474,14 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         concealed += r.inbound.frames_concealed;
         recovered += r.inbound.frames_recovered;
         misses += r.media.late_ticks;
+        let offset = r.started.saturating_duration_since(t0);
+        late_at.extend(
+            r.media
+                .late_tick_times
+                .as_slice()
+                .iter()
+                .map(|&t| offset + t),
+        );
         calls_missing += usize::from(r.media.late_ticks > 0);
         caller_late += r.caller.late_ticks;
         agent_packets += r.caller.agent_packets;
@@ -2556,6 +2644,22 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         pacing_jitter_ms_p99: ms(lateness.quantile(0.99)),
         pacing_jitter_ms_max: ms(lateness.max()),
         caller_late_ticks: caller_late,
+        late_ticks_at_s: {
+            let mut at: Vec<f64> = late_at.iter().map(|t| round(t.as_secs_f64(), 3)).collect();
+            at.sort_by(f64::total_cmp);
+            at.dedup();
+            at.truncate(200);
+            at
+        },
+        host_stalls: stalls
+            .iter()
+            .take(200)
+            .map(|(at, by)| [round(at.as_secs_f64(), 3), round(ms(*by), 2)])
+            .collect(),
+        host_stall_threshold_ms: ms(PROBE_STALL),
+        host_stall_max_ms: round(stalls.iter().map(|s| ms(s.1)).fold(0.0, f64::max), 2),
+        late_ticks_in_host_stalls: misses_in_stalls(&late_at, &stalls),
+        late_ticks_recorded: late_at.len() as u64,
         cpu_per_call_second: cpu,
         process_cpu_per_call_second: per_call_second(process_cpu),
         caller_cpu_per_call_second: per_call_second(caller_cpu),
@@ -2684,6 +2788,23 @@ pub fn run_scaling(config: &LoadConfig) -> Result<ScalingReport, HarnessError> {
 mod tests {
     use super::*;
     use voxline::engine::provider::Role;
+
+    #[test]
+    fn misses_count_as_in_a_stall_only_inside_its_window() {
+        let ms = Duration::from_millis;
+        // The probe woke at 10.000 s, 14 ms late: its sleep should have ended at 9.986 s.
+        let stalls = [(ms(10_000), ms(14)), (ms(15_000), ms(6))];
+        let late = [
+            ms(9_983),  // before the window (from 9.984 s)
+            ms(9_984),  // its first moment
+            ms(9_990),  // inside
+            ms(10_000), // when the probe woke
+            ms(10_001), // after
+            ms(14_995), // inside the second stall's window (14.992–15.000)
+        ];
+        assert_eq!(misses_in_stalls(&late, &stalls), 4);
+        assert_eq!(misses_in_stalls(&late, &[]), 0);
+    }
 
     #[test]
     fn history_bytes_count_the_vector_and_the_texts() {
