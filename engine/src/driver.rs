@@ -139,8 +139,7 @@ pub struct DriverOptions {
     /// Snap the media clock's ticks to a grid shared by all calls in the process, so one
     /// wake-up of a worker serves the calls whose ticks fall on the same point instead of one
     /// or two (see [`TickGrid`]); a tick moves by at most half a step. Default
-    /// [`TickSnap::Auto`]: a 4 ms grid while few calls share each core, 2 ms with more, none
-    /// from 100 calls per core.
+    /// [`TickSnap::Auto`]: a 4 ms grid while few calls share each core.
     pub tick_snap: TickSnap,
 }
 

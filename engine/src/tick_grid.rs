@@ -11,12 +11,10 @@
 //! "Fewer, fuller wake-ups"). Snapping moves a tick by at most half a grid step, so on average
 //! it adds nothing to a packet's wait.
 //!
-//! The gain is largest where few calls share each millisecond. With more calls per core every
-//! wake-up already serves several, and a coarse grid only makes the calls of one point wait for
-//! each other (the last frame of a batch leaves later), so [`TickSnap::Auto`] takes a 4 ms grid
-//! below [`AUTO_COARSE_CALLS_PER_CORE`] calls per core, a 2 ms grid below
-//! [`AUTO_FINE_CALLS_PER_CORE`], and leaves the clocks alone above. A point of the 4 ms grid is
-//! also one of the 2 ms grid, so calls placed while the process was quieter stay in step.
+//! The gain is where few calls share each millisecond. With many calls per core every wake-up
+//! already serves several, and a grid only makes the calls of one point wait for each other
+//! (the last frame of a batch leaves later), so [`TickSnap::Auto`] snaps only while the
+//! process runs fewer than [`AUTO_CALLS_PER_CORE`] calls per core.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -107,25 +105,16 @@ pub enum TickSnap {
     Off,
     /// Always on this grid.
     Fixed(TickGrid),
-    /// A 4 ms grid below [`AUTO_COARSE_CALLS_PER_CORE`] calls per core, 2 ms below
-    /// [`AUTO_FINE_CALLS_PER_CORE`], else off (decided at each move of the clock).
+    /// On [`TickGrid::DEFAULT`] while the process runs fewer than [`AUTO_CALLS_PER_CORE`] calls
+    /// per core, else off (decided at each move of the clock).
     #[default]
     Auto,
 }
 
-/// Calls per core from which [`TickSnap::Auto`] takes the 2 ms grid instead of the 4 ms one
-/// (measured: 150 Opus calls on 2 cores reach a pacing p99 of 5 ms on a 4 ms grid, 3 ms on a
-/// 2 ms one).
-pub const AUTO_COARSE_CALLS_PER_CORE: usize = 50;
-
-/// Calls per core from which [`TickSnap::Auto`] stops snapping: each millisecond's wake-up of a
-/// worker then serves several calls already.
-pub const AUTO_FINE_CALLS_PER_CORE: usize = 100;
-
-/// The 2 ms grid of [`TickSnap::Auto`] between the two thresholds.
-const AUTO_FINE: TickGrid = TickGrid {
-    step: Duration::from_millis(2),
-};
+/// Calls per core from which [`TickSnap::Auto`] stops snapping: each millisecond's wake-up of
+/// a worker then serves a few calls already (measured: 150 Opus calls on 2 cores keep pacing
+/// p99 near 3 ms without a grid and reach 5 ms on a 4 ms one).
+pub const AUTO_CALLS_PER_CORE: usize = 50;
 
 impl TickSnap {
     /// The grid for a clock placed now, given the calls running and the cores.
@@ -139,14 +128,7 @@ impl TickSnap {
             TickSnap::Off => None,
             TickSnap::Fixed(grid) => Some(grid),
             TickSnap::Auto => {
-                let per_core = calls / cores.max(1);
-                if per_core < AUTO_COARSE_CALLS_PER_CORE {
-                    Some(TickGrid::DEFAULT)
-                } else if per_core < AUTO_FINE_CALLS_PER_CORE {
-                    Some(AUTO_FINE)
-                } else {
-                    None
-                }
+                (calls < AUTO_CALLS_PER_CORE * cores.max(1)).then_some(TickGrid::DEFAULT)
             }
         }
     }
@@ -234,14 +216,11 @@ mod tests {
     }
 
     #[test]
-    fn auto_takes_a_finer_grid_as_more_calls_share_a_core() {
+    fn auto_snaps_only_while_few_calls_share_a_core() {
         let auto = TickSnap::Auto;
-        let fine = Some(TickGrid::new(ms(2)).unwrap());
         assert_eq!(auto.grid_for(0, 2), Some(TickGrid::DEFAULT));
         assert_eq!(auto.grid_for(99, 2), Some(TickGrid::DEFAULT));
-        assert_eq!(auto.grid_for(100, 2), fine);
-        assert_eq!(auto.grid_for(199, 2), fine);
-        assert_eq!(auto.grid_for(200, 2), None);
+        assert_eq!(auto.grid_for(100, 2), None);
         assert_eq!(auto.grid_for(100, 4), Some(TickGrid::DEFAULT));
         assert_eq!(auto.grid_for(10, 0), Some(TickGrid::DEFAULT));
         assert_eq!(TickSnap::Off.grid_for(1, 2), None);

@@ -407,8 +407,7 @@ Options:
   --tick-grid-ms auto|0|1|2|4|5|10|20
                            snap every call's ticks to a shared grid of this step so one
                            wake-up serves several calls; 0 = each clock at its own
-                           phase; auto = 4 ms below 50 calls per core, 2 ms below
-                           100, off above [default: auto]
+                           phase; auto = 4 ms below 50 calls per core [default: auto]
   --engine-runtime shared|per-core
                            one work-stealing runtime for every call, or one
                            single-threaded runtime per engine thread with each call
