@@ -51,6 +51,8 @@
 //! scaling efficiency. Exit status: 0 = no deadline misses, 1 = some call missed deadlines,
 //! 2 = bad command line, 3 = the harness failed. `--help` lists every option.
 
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "load/harness.rs"]
 mod harness;
 #[path = "load/json.rs"]

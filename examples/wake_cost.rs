@@ -25,6 +25,10 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
+use cpu::this_thread_cpu;
 use voxline::codecs::opus::{OpusConfig, OpusDecoder, OpusEncoder};
 use voxline::codecs::{AudioFrame, CodecError, SampleRate};
 use voxline::engine::testkit::voiced_signal;
@@ -89,14 +93,6 @@ impl Media {
     }
 }
 
-/// The CPU time this thread has used (from /proc: no extra crate for one clock).
-fn thread_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    Some(Duration::from_nanos(
-        stat.split_whitespace().next()?.parse().ok()?,
-    ))
-}
-
 fn calls(k: usize) -> Result<Vec<CallCodecs>, CodecError> {
     (0..k)
         .map(|i| {
@@ -140,7 +136,8 @@ fn measure(
         Schedule::OneState => 1,
         _ => k,
     })?;
-    let cpu_before = thread_cpu().ok_or("no per-thread CPU clock (/proc/thread-self/schedstat)")?;
+    let cpu_before =
+        this_thread_cpu().ok_or("no per-thread CPU clock (/proc/thread-self/schedstat)")?;
     match schedule {
         Schedule::BackToBack => {
             for _ in 0..frames {
@@ -167,7 +164,7 @@ fn measure(
             }
         }
     }
-    let cpu = thread_cpu().ok_or("no per-thread CPU clock")? - cpu_before;
+    let cpu = this_thread_cpu().ok_or("no per-thread CPU clock")? - cpu_before;
     Ok(cpu / (frames * k as u64) as u32)
 }
 

@@ -2,6 +2,8 @@
 //! 127.0.0.1 for a few seconds. Asserts that everything runs and the counters are plausible —
 //! never timing, which depends on the machine's load.
 
+#[path = "../examples/common/cpu.rs"]
+mod cpu;
 #[path = "../examples/load/harness.rs"]
 #[allow(dead_code)]
 mod harness;

@@ -10,6 +10,7 @@ pub mod audio;
 pub mod caller;
 pub mod cli;
 pub mod codec;
+pub mod cpu;
 pub mod host;
 pub mod output;
 pub mod sim_call;

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cpu::this_thread_cpu;
 use serde::Serialize;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -1848,14 +1849,6 @@ fn thread_group_cpu(
         .map(|(tid, (_, ns))| ns.saturating_sub(before.get(tid).map_or(0, |b| b.1)))
         .sum();
     Duration::from_nanos(ns)
-}
-
-/// CPU time of the calling thread.
-fn this_thread_cpu() -> Option<Duration> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    Some(Duration::from_nanos(
-        s.split_whitespace().next()?.parse().ok()?,
-    ))
 }
 
 fn load_average() -> Option<f64> {
