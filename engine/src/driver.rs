@@ -935,10 +935,11 @@ impl<P: MediaPort> CallTask<P> {
         let mut tts_tasks: HashMap<OpId, (AbortHandle, Option<mpsc::UnboundedSender<TtsInput>>)> =
             HashMap::new();
         let _live = LiveCall::start();
-        let first_tick = match options.tick_snap.grid() {
-            Some(grid) => grid.at_or_after(Instant::now()),
-            None => Instant::now(),
-        };
+        let now = Instant::now();
+        let first_tick = options
+            .tick_snap
+            .grid()
+            .map_or(now, |grid| grid.at_or_after(now));
         let mut ticker = tokio::time::interval_at(first_tick, FRAME);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut answered = false;
