@@ -11,6 +11,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::{CallerVoice, CliError, Codec, Command, LoadConfig, RuntimeKind};
+use voxline::engine::call::HistoryLimit;
 
 fn smoke(codec: Codec, runtime: RuntimeKind) -> LoadConfig {
     LoadConfig {
@@ -120,7 +121,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.threads, 1);
     assert_eq!(config.stagger, Duration::from_millis(500));
     assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
-    assert_eq!(config.history_limit, Some(40));
+    assert_eq!(config.history_limit, HistoryLimit::Latest(40));
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
     let Ok(Command::Run { config, scaling }) = parse(&[]) else {
         panic!("defaults");
@@ -130,7 +131,11 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.codec, Codec::Opus);
     assert_eq!(config.complexity, 5);
     assert_eq!(config.engine_runtime, RuntimeKind::Shared);
-    assert_eq!(config.history_limit, None);
+    assert_eq!(config.history_limit, HistoryLimit::default());
+    let Ok(Command::Run { config, .. }) = parse(&["--history-limit", "all"]) else {
+        panic!("the whole conversation");
+    };
+    assert_eq!(config.history_limit, HistoryLimit::Whole);
 }
 
 #[test]

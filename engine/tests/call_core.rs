@@ -7,7 +7,7 @@ use serde_json::json;
 use voxline_codecs::{AudioFrame, SampleRate};
 use voxline_engine::call::{
     Action, Call, CallCommand, CallEvent, CallSettings, CallStatus, CallTool, Direction, EndReason,
-    SilenceSettings, ToolKind, TransferDestination,
+    HistoryLimit, SilenceSettings, ToolKind, TransferDestination, DEFAULT_HISTORY_LIMIT,
 };
 use voxline_engine::provider::{
     LlmEvent, RealtimeControl, RealtimeEvent, Role, SpokenSpan, SttEvent, ToolCallRequest,
@@ -1109,7 +1109,7 @@ fn llm_requests(h: &Harness) -> Vec<&voxline_engine::provider::LlmRequest> {
 #[test]
 fn a_history_limit_keeps_the_system_prompt_and_the_latest_messages() {
     let mut s = settings();
-    s.history_limit = Some(4);
+    s.history_limit = HistoryLimit::Latest(4);
     let mut h = Harness::new(s);
     for i in 0..6 {
         h.caller_says(&format!("Question number {i}"), ms(600));
@@ -1144,7 +1144,9 @@ fn a_history_limit_keeps_the_system_prompt_and_the_latest_messages() {
 
 #[test]
 fn without_a_history_limit_the_model_gets_the_whole_conversation() {
-    let mut h = Harness::new(settings());
+    let mut s = settings();
+    s.history_limit = HistoryLimit::Whole;
+    let mut h = Harness::new(s);
     for i in 0..6 {
         h.caller_says(&format!("Question number {i}"), ms(600));
         h.advance(ms(420));
@@ -1156,9 +1158,44 @@ fn without_a_history_limit_the_model_gets_the_whole_conversation() {
 }
 
 #[test]
+fn by_default_a_long_call_keeps_a_bounded_history_and_reports_every_message() {
+    let s = settings();
+    assert_eq!(s.history_limit, HistoryLimit::Latest(DEFAULT_HISTORY_LIMIT));
+    let mut h = Harness::new(s);
+    let exchanges = DEFAULT_HISTORY_LIMIT / 2 + 10;
+    for i in 0..exchanges {
+        h.caller_says(&format!("Question number {i}"), ms(600));
+        h.advance(ms(420));
+        reply(&mut h, &format!("Answer number {i}."), 0.5);
+        h.advance(ms(800));
+    }
+    let requests = llm_requests(&h);
+    assert_eq!(requests.len(), exchanges);
+    let last = requests.last().unwrap();
+    assert!(last.messages.len() <= 1 + DEFAULT_HISTORY_LIMIT);
+    assert_eq!(last.messages[0].role, Role::System);
+    assert_eq!(
+        last.messages.last().unwrap().content,
+        format!("Question number {}", exchanges - 1)
+    );
+    assert!(h.call.history().len() <= 1 + DEFAULT_HISTORY_LIMIT + 1);
+    // The first exchanges left the model's context but not the event stream.
+    assert!(!last
+        .messages
+        .iter()
+        .any(|m| m.content == "Question number 0"));
+    let messages = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, CallEvent::Message { .. }))
+        .count();
+    assert_eq!(messages, 2 * exchanges);
+}
+
+#[test]
 fn a_history_limit_keeps_tool_results_with_their_call() {
     let mut s = tool_settings(false);
-    s.history_limit = Some(1);
+    s.history_limit = HistoryLimit::Latest(1);
     let mut h = Harness::new(s);
     call_tool(&mut h, "book_appointment", "{}");
     assert!(h
@@ -1176,7 +1213,7 @@ fn a_history_limit_keeps_tool_results_with_their_call() {
 #[test]
 fn a_history_limit_still_cuts_an_interrupted_answer_to_what_was_heard() {
     let mut s = settings();
-    s.history_limit = Some(2);
+    s.history_limit = HistoryLimit::Latest(2);
     s.turn.false_interruption_timeout = None;
     let mut h = Harness::new(s);
     h.caller_says("Hello there.", ms(600));

@@ -35,7 +35,7 @@ use voxline::codecs::{
     SampleRate,
 };
 use voxline::engine::call::chunker::TextChunker;
-use voxline::engine::call::{CallEvent, CallSettings, EndReason};
+use voxline::engine::call::{CallEvent, CallSettings, EndReason, HistoryLimit};
 use voxline::engine::driver::{
     new_call, DriverOptions, EventStream, LatenessHistogram, MediaCounters, ProviderSet,
 };
@@ -300,8 +300,8 @@ pub struct LoadConfig {
     pub voice: CallerVoice,
     /// Measure the codec floor on at most this many frames per direction and scale up.
     pub floor_frames: Option<u64>,
-    /// `CallSettings::history_limit`: messages kept for the model (default: the whole call).
-    pub history_limit: Option<usize>,
+    /// `CallSettings::history_limit`: messages kept for the model (default: the engine's).
+    pub history_limit: HistoryLimit,
 }
 
 impl Default for LoadConfig {
@@ -326,7 +326,7 @@ impl Default for LoadConfig {
             pause_on_speech: false,
             voice: CallerVoice::Default,
             floor_frames: None,
-            history_limit: None,
+            history_limit: HistoryLimit::default(),
         }
     }
 }
@@ -417,8 +417,9 @@ Options:
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
   --complexity 0-10        engine Opus encoder complexity [default: 5]
-  --history-limit N        keep at most N conversation messages per call for the model
-                           (older ones leave the call's memory) [default: the whole call]
+  --history-limit N|all    keep at most N conversation messages per call for the model
+                           (older ones leave the call's memory), or the whole call
+                           [default: the engine's, 100]
   --stt-final-ms MS        STT stand-in: finalize -> final transcript [default: 150]
   --llm-first-token-ms MS  LLM stand-in: request -> first token [default: 200]
   --llm-token-ms MS        LLM stand-in: between words [default: 10]
@@ -546,8 +547,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
             "--answer-spread-ms" => config.answer_spread = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--complexity" => config.complexity = number(option, &value, 0, 10, "0 to 10")? as u8,
             "--history-limit" => {
-                config.history_limit =
-                    Some(number(option, &value, 1, 100_000, "1 to 100000")? as usize)
+                config.history_limit = if value == "all" {
+                    HistoryLimit::Whole
+                } else {
+                    HistoryLimit::Latest(
+                        number(option, &value, 1, 100_000, "1 to 100000 or all")? as usize
+                    )
+                }
             }
             "--stt-final-ms" => config.providers.stt_final = ms(60_000, "0 to 60000 (ms)")?,
             "--llm-first-token-ms" => {
@@ -2240,8 +2246,8 @@ pub struct LoadReport {
     pub rss_sample_interval_s: f64,
     /// Process RSS (KiB) from the start of the load, one reading per `rss_sample_interval_s`.
     pub rss_samples_kib: Vec<u64>,
-    /// Messages in a call's conversation history when it ended, mean over calls. A call keeps
-    /// its whole history for the model, so it grows with the turns.
+    /// Messages in a call's conversation history when it ended, mean over calls: it grows with
+    /// the turns up to `history_limit`.
     pub history_messages_per_call: f64,
     /// That history's heap when the call ended, mean over calls (KiB, estimated from the
     /// capacities: vector and texts, no allocator overhead): the part of the RSS growth of a
@@ -2605,7 +2611,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         engine_runtime: config.engine_runtime.name(),
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
-        history_limit: config.history_limit,
+        history_limit: config.history_limit.messages(),
         stagger_ms: config.stagger.as_millis() as u64,
         answer_spread_ms: config.answer_spread.as_millis() as u64,
         caller_audio: shared.audio.source.clone(),

@@ -430,7 +430,7 @@ impl Call {
     }
 
     /// The conversation as the model gets it: system prompt first, then the messages (the
-    /// latest ones when [`CallSettings::history_limit`] is set).
+    /// latest ones within [`CallSettings::history_limit`]).
     pub fn history(&self) -> &[ChatMessage] {
         &self.history
     }
@@ -1004,7 +1004,7 @@ impl Call {
     /// stays; a message a speech will still cut to what was heard stays (with everything
     /// after it); and the kept messages never start with a tool result whose call is gone.
     fn trim_history(&mut self) {
-        let Some(limit) = self.settings.history_limit else {
+        let Some(limit) = self.settings.history_limit.messages() else {
             return;
         };
         let pinned = usize::from(!self.settings.system_prompt.is_empty()).min(self.history.len());

@@ -9,5 +9,6 @@ pub mod settings;
 pub use self::core::{Action, Call, CallCommand, CommandError, OpId};
 pub use events::{CallEvent, CallStatus, EndReason, EventRecord, TurnLatency, Usage};
 pub use settings::{
-    CallSettings, CallTool, Direction, SilenceSettings, ToolKind, TransferDestination, TurnSettings,
+    CallSettings, CallTool, Direction, HistoryLimit, SilenceSettings, ToolKind,
+    TransferDestination, TurnSettings, DEFAULT_HISTORY_LIMIT,
 };

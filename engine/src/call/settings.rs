@@ -155,11 +155,44 @@ pub struct CallSettings {
     pub max_tokens: Option<u32>,
     /// Spoken when a provider fails on a turn.
     pub error_message: Option<String>,
-    /// At most this many conversation messages (after the system prompt) are kept for the
-    /// model; older ones leave the call's history. `None` keeps the whole conversation. The
-    /// event stream still carries every message, so reports built from it are complete; the
-    /// bound caps a long call's memory and the tokens each model request costs.
-    pub history_limit: Option<usize>,
+    /// How much of the conversation the call keeps for the model (default: the latest
+    /// [`DEFAULT_HISTORY_LIMIT`] messages). The event stream carries every message either way.
+    pub history_limit: HistoryLimit,
+}
+
+/// Messages a call keeps for the model by default: about 50 exchanges, more than ten minutes of
+/// a phone conversation at a turn every 12 s. A bound keeps a call's memory fixed however long
+/// it runs and keeps each model request's prompt (its tokens and prefill time) from growing
+/// without end.
+pub const DEFAULT_HISTORY_LIMIT: usize = 100;
+
+/// How much of the conversation a call keeps for the model.
+///
+/// The system prompt always stays. Whatever the bound, every message still goes out on the
+/// event stream, so transcripts and end-of-call reports built from it are complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryLimit {
+    /// The whole conversation: memory and prompt size grow with the call.
+    Whole,
+    /// The latest this many messages after the system prompt (a tool result stays with the
+    /// message that called it, so the window may hold one or two more).
+    Latest(usize),
+}
+
+impl HistoryLimit {
+    /// The most messages kept after the system prompt, `None` for the whole conversation.
+    pub fn messages(&self) -> Option<usize> {
+        match *self {
+            HistoryLimit::Whole => None,
+            HistoryLimit::Latest(n) => Some(n),
+        }
+    }
+}
+
+impl Default for HistoryLimit {
+    fn default() -> Self {
+        HistoryLimit::Latest(DEFAULT_HISTORY_LIMIT)
+    }
 }
 
 impl CallSettings {
@@ -305,7 +338,7 @@ impl CallSettings {
                 .max_completion_tokens
                 .and_then(|t| u32::try_from(t).ok()),
             error_message: None,
-            history_limit: None,
+            history_limit: HistoryLimit::default(),
         }
     }
 }
