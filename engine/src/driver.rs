@@ -26,7 +26,7 @@ use crate::provider::{
     TtsEvent, TtsInput, TtsParams, TtsProvider,
 };
 use crate::ring::ring;
-use crate::tick_grid::{LiveCall, TickGrid, TickSnap};
+use crate::tick_grid::{GridSeat, TickGrid, TickSnap};
 use crate::vad::{VadConfig, VoiceDetector};
 
 /// What a media port reports after waiting for input.
@@ -139,7 +139,8 @@ pub struct DriverOptions {
     /// Snap the media clock's ticks to a grid shared by all calls in the process, so one
     /// wake-up of a worker serves the calls whose ticks fall on the same point instead of one
     /// or two (see [`TickGrid`]); a tick moves by at most half a step. Default
-    /// [`TickSnap::Auto`]: a 4 ms grid while few calls share each core.
+    /// [`TickSnap::Auto`]: one 4 ms grid while few calls share each core, two interleaved
+    /// ones with more, each call's own phase with many ([`crate::tick_grid::AutoTier`]).
     pub tick_snap: TickSnap,
 }
 
@@ -389,6 +390,9 @@ pub struct MediaCounters {
     pub lateness: LatenessHistogram,
     /// Times the media clock moved towards the caller's packet arrivals ([`PhaseAligner`]).
     pub phase_shifts: u64,
+    /// Times the media clock moved because the process's calls changed tier on the shared
+    /// tick grid ([`crate::tick_grid::AutoTier`]).
+    pub grid_moves: u64,
     /// When the first deadline misses were due, to line them up with what else the machine did.
     pub late_tick_times: LateTickTimes,
 }
@@ -934,12 +938,9 @@ impl<P: MediaPort> CallTask<P> {
         let mut llm_tasks: HashMap<OpId, AbortHandle> = HashMap::new();
         let mut tts_tasks: HashMap<OpId, (AbortHandle, Option<mpsc::UnboundedSender<TtsInput>>)> =
             HashMap::new();
-        let _live = LiveCall::start();
+        let mut seat = GridSeat::take(options.tick_snap);
         let now = Instant::now();
-        let first_tick = options
-            .tick_snap
-            .grid()
-            .map_or(now, |grid| grid.at_or_after(now));
+        let first_tick = seat.grid().map_or(now, |grid| grid.at_or_after(now));
         let mut ticker = tokio::time::interval_at(first_tick, FRAME);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut answered = false;
@@ -983,14 +984,18 @@ impl<P: MediaPort> CallTask<P> {
                     counters.ticks += 1;
                     // Inbound: one caller frame per tick through VAD to the core and to STT.
                     let have_caller = port.caller_frame(now, &mut caller_frame);
+                    // The process grew or shrank past a tier of the grid: this clock follows.
+                    if let Some(grid) = seat.update() {
+                        let next = next_tick(due, FRAME, Some(grid));
+                        if next != due + FRAME {
+                            counters.grid_moves += 1;
+                            ticker.reset_at(next);
+                        }
+                    }
                     if options.align_media_phase {
                         if let Some(shift) = phase.observe(port.playout_slack()) {
                             counters.phase_shifts += 1;
-                            ticker.reset_at(next_tick(
-                                due,
-                                FRAME - shift,
-                                options.tick_snap.grid(),
-                            ));
+                            ticker.reset_at(next_tick(due, FRAME - shift, seat.grid()));
                         }
                     }
                     if have_caller {

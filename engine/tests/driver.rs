@@ -14,6 +14,9 @@ use voxline_engine::testkit::{
 };
 use voxline_engine::tick_grid::{TickGrid, TickSnap};
 
+mod common;
+use common::TickClock;
+
 /// A media port that plays a caller timeline of speech segments and records agent frames.
 struct PcmPort {
     /// (start, end) of caller speech, in call time.
@@ -386,34 +389,6 @@ async fn tts_is_asked_for_the_rate_the_port_encodes_at() {
     // port's encoder needs no resampler.
     assert!(rates.iter().all(|&r| r == SampleRate::Hz8000), "{rates:?}");
     assert!(agent.lock().unwrap().iter().any(|(_, voiced)| *voiced));
-}
-
-/// A silent line that records when each of its call's ticks ran.
-struct TickClock {
-    ticks: Arc<Mutex<Vec<tokio::time::Instant>>>,
-}
-
-impl MediaPort for TickClock {
-    fn recv(
-        &mut self,
-        _epoch: tokio::time::Instant,
-    ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
-        std::future::pending()
-    }
-
-    fn caller_frame(&mut self, _now: Duration, out: &mut AudioFrame) -> bool {
-        self.ticks.lock().unwrap().push(tokio::time::Instant::now());
-        out.reset(SampleRate::Hz16000, FrameOrigin::Received);
-        true
-    }
-
-    fn send_agent_frame(&mut self, _now: Duration, _frame: Option<&AudioFrame>) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn caller_rate(&self) -> SampleRate {
-        SampleRate::Hz16000
-    }
 }
 
 /// Runs four calls started 1 ms apart and returns the distinct instants at which their clocks

@@ -408,7 +408,8 @@ Options:
   --tick-grid-ms auto|0|1|2|4|5|10|20
                            snap every call's ticks to a shared grid of this step so one
                            wake-up serves several calls; 0 = each clock at its own
-                           phase; auto = 4 ms below 50 calls per core [default: auto]
+                           phase; auto = one 4 ms grid below 50 calls per core, two
+                           interleaved to 100, none above [default: auto]
   --engine-runtime shared|per-core
                            one work-stealing runtime for every call, or one
                            single-threaded runtime per engine thread with each call
@@ -2130,6 +2131,11 @@ pub struct LoadReport {
     pub phase_align: bool,
     /// `auto`, `off` or the fixed step of the shared tick grid (`4ms`).
     pub tick_grid: String,
+    /// Moves of the calls' media clocks towards their packets (phase aligner), all calls.
+    pub phase_shifts: u64,
+    /// Moves of the calls' media clocks as the process changed tier on the tick grid (`auto`),
+    /// all calls.
+    pub tick_grid_moves: u64,
     /// `per-core` (a call stays on one single-threaded worker) or `shared` (one
     /// work-stealing runtime).
     pub engine_runtime: &'static str,
@@ -2460,6 +2466,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         (0u64, 0u64, 0u64, 0u64);
     let (mut speech_sent, mut noise_sent, mut unsent, mut send_failures) = (0u64, 0u64, 0u64, 0u64);
     let (mut interruptions, mut provider_errors) = (0u64, 0u64);
+    let (mut phase_shifts, mut grid_moves) = (0u64, 0u64);
     let mut late_at: Vec<Duration> = Vec::new();
     for r in &results {
         lateness.merge(&r.media.lateness);
@@ -2473,6 +2480,8 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         concealed += r.inbound.frames_concealed;
         recovered += r.inbound.frames_recovered;
         misses += r.media.late_ticks;
+        phase_shifts += r.media.phase_shifts;
+        grid_moves += r.media.grid_moves;
         let offset = r.started.saturating_duration_since(t0);
         late_at.extend(
             r.media
@@ -2608,6 +2617,8 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
             TickSnap::Off => "off".to_string(),
             TickSnap::Fixed(g) => format!("{}ms", g.step().as_millis()),
         },
+        phase_shifts,
+        tick_grid_moves: grid_moves,
         engine_runtime: config.engine_runtime.name(),
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),

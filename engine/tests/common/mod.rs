@@ -145,3 +145,32 @@ impl SttProvider for FailingStt {
         })
     }
 }
+
+/// A silent line that records when each of its call's ticks ran.
+pub struct TickClock {
+    /// The instant of every tick, in order.
+    pub ticks: Arc<Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl MediaPort for TickClock {
+    fn recv(
+        &mut self,
+        _epoch: tokio::time::Instant,
+    ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
+        std::future::pending()
+    }
+
+    fn caller_frame(&mut self, _now: Duration, out: &mut AudioFrame) -> bool {
+        self.ticks.lock().unwrap().push(tokio::time::Instant::now());
+        out.reset(SampleRate::Hz16000, FrameOrigin::Received);
+        true
+    }
+
+    fn send_agent_frame(&mut self, _now: Duration, _frame: Option<&AudioFrame>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn caller_rate(&self) -> SampleRate {
+        SampleRate::Hz16000
+    }
+}
