@@ -380,7 +380,11 @@ mod tests {
         let a = GridSeat::take(TickSnap::Auto);
         let b = GridSeat::take(TickSnap::Auto);
         assert_eq!(b.lane(), a.lane().wrapping_add(1));
-        let (mut even, mut odd) = if a.lane() % 2 == 0 { (a, b) } else { (b, a) };
+        let (mut even, mut odd) = if a.lane().is_multiple_of(2) {
+            (a, b)
+        } else {
+            (b, a)
+        };
         // Few calls: both on the default grid, nothing to move.
         assert_eq!(even.tier(), Some(AutoTier::Shared));
         assert_eq!(even.grid(), Some(TickGrid::DEFAULT));
