@@ -136,6 +136,15 @@ fn command_line_options_parse_into_the_config() {
         panic!("the whole conversation");
     };
     assert_eq!(config.history_limit, HistoryLimit::Whole);
+    assert!(config.stall_probe, "the probe runs by default");
+    let Ok(Command::Run { config, .. }) = parse(&["--stall-probe", "off"]) else {
+        panic!("no probe");
+    };
+    assert!(!config.stall_probe);
+    assert!(matches!(
+        parse(&["--stall-probe", "maybe"]),
+        Err(CliError::InvalidValue { .. })
+    ));
 }
 
 #[test]

@@ -274,6 +274,9 @@ pub struct LoadConfig {
     pub caller_socket: SocketKind,
     /// Move each call's media clock towards its packets (`DriverOptions::align_media_phase`).
     pub phase_align: bool,
+    /// Run the stall probe thread (`host_stalls`); off, the process has only the engine's and
+    /// the callers' threads (the probe's 1 ms wake-ups keep a vCPU from idling deeply).
+    pub stall_probe: bool,
     /// `DriverOptions::tick_snap`: the shared grid the calls' ticks snap to.
     pub tick_snap: TickSnap,
     /// How the engine's threads run the calls.
@@ -315,6 +318,7 @@ impl Default for LoadConfig {
             engine_socket: SocketKind::Polled,
             caller_socket: SocketKind::Polled,
             phase_align: true,
+            stall_probe: true,
             tick_snap: TickSnap::Auto,
             engine_runtime: RuntimeKind::Shared,
             stagger: Duration::from_millis(1000),
@@ -405,6 +409,8 @@ Options:
                            stamps [default: polled]
   --phase-align on|off     move each call's media clock towards its packets' arrivals
                            [default: on]
+  --stall-probe on|off     run a thread that sleeps 1 ms at a time and records the
+                           machine's stalls (host_stalls) [default: on]
   --tick-grid-ms auto|0|1|2|4|5|10|20
                            snap every call's ticks to a shared grid of this step so one
                            wake-up serves several calls; 0 = each clock at its own
@@ -528,6 +534,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                     "`on` or `off`",
                 )?
             }
+            "--stall-probe" => {
+                config.stall_probe = choice(
+                    option,
+                    value,
+                    &[("on", true), ("off", false)],
+                    "`on` or `off`",
+                )?
+            }
             "--tick-grid-ms" => {
                 const EXPECTED: &str = "auto, 0, 1, 2, 4, 5, 10 or 20 (ms)";
                 config.tick_snap = match value.as_str() {
@@ -594,7 +608,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 26] = [
+    const OPTIONS: [&str; 27] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -603,6 +617,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--engine-socket",
         "--caller-socket",
         "--phase-align",
+        "--stall-probe",
         "--tick-grid-ms",
         "--engine-runtime",
         "--history-limit",
@@ -2129,6 +2144,8 @@ pub struct LoadReport {
     pub caller_socket: &'static str,
     /// Whether the media clocks followed their packets' arrivals.
     pub phase_align: bool,
+    /// Whether the stall probe ran (`host_stalls` is empty without it).
+    pub stall_probe: bool,
     /// `auto`, `off` or the fixed step of the shared tick grid (`4ms`).
     pub tick_grid: String,
     /// Moves of the calls' media clocks towards their packets (phase aligner), all calls.
@@ -2433,10 +2450,14 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     let threads_before = thread_cpu();
     let process_before = process_cpu();
     let t0 = std::time::Instant::now();
-    let probe = StallProbe::start(t0)?;
+    let probe = if config.stall_probe {
+        Some(StallProbe::start(t0)?)
+    } else {
+        None
+    };
     let (results, rss_samples) = caller_rt.block_on(drive(shared.clone(), &engine_rt));
     let wall = t0.elapsed();
-    let stalls = probe.finish();
+    let stalls = probe.map(StallProbe::finish).unwrap_or_default();
     let threads_after = thread_cpu();
     let process_after = process_cpu();
     let hwm = if hwm_reset {
@@ -2612,6 +2633,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         engine_socket: config.engine_socket.name(),
         caller_socket: config.caller_socket.name(),
         phase_align: config.phase_align,
+        stall_probe: config.stall_probe,
         tick_grid: match config.tick_snap {
             TickSnap::Auto => "auto".to_string(),
             TickSnap::Off => "off".to_string(),
