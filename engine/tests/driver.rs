@@ -5,73 +5,18 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use voxline_codecs::{AudioFrame, FrameOrigin, SampleRate};
+use voxline_codecs::{AudioFrame, SampleRate};
 use voxline_engine::call::{CallCommand, CallEvent, CallSettings, EndReason};
 use voxline_engine::driver::{new_call, DriverOptions, MediaInput, MediaPort, ProviderSet};
 use voxline_engine::provider::Role;
-use voxline_engine::testkit::{
-    voiced_signal, ScriptedLlm, ScriptedReply, ScriptedStt, ScriptedTts,
-};
+use voxline_engine::testkit::{ScriptedLlm, ScriptedReply, ScriptedStt, ScriptedTts};
 use voxline_engine::tick_grid::{TickGrid, TickSnap};
 
 mod common;
-use common::TickClock;
-
-/// A media port that plays a caller timeline of speech segments and records agent frames.
-struct PcmPort {
-    /// (start, end) of caller speech, in call time.
-    speech: Vec<(Duration, Duration)>,
-    sample: usize,
-    agent: Arc<Mutex<Vec<(Duration, bool)>>>,
-}
-
-impl MediaPort for PcmPort {
-    fn recv(
-        &mut self,
-        _epoch: tokio::time::Instant,
-    ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
-        std::future::pending()
-    }
-
-    fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
-        out.reset(SampleRate::Hz16000, FrameOrigin::Received);
-        let speaking = self.speech.iter().any(|&(a, b)| now >= a && now < b);
-        if speaking {
-            voiced_signal(SampleRate::Hz16000, self.sample, out.samples_mut());
-        } else {
-            // A phone line is never digital silence.
-            for (i, s) in out.samples_mut().iter_mut().enumerate() {
-                *s = (((self.sample + i) * 7919 % 61) as i16) - 30;
-            }
-        }
-        self.sample += 320;
-        true
-    }
-
-    fn send_agent_frame(&mut self, now: Duration, frame: Option<&AudioFrame>) -> io::Result<()> {
-        self.agent
-            .lock()
-            .unwrap()
-            .push((now, frame.is_some_and(|f| !f.is_digital_silence())));
-        Ok(())
-    }
-
-    fn caller_rate(&self) -> SampleRate {
-        SampleRate::Hz16000
-    }
-}
+use common::{providers, PcmPort, TickClock};
 
 fn s(ms: u64) -> Duration {
     Duration::from_millis(ms)
-}
-
-fn providers(stt: ScriptedStt, llm: ScriptedLlm) -> ProviderSet {
-    ProviderSet {
-        stt: Some(Arc::new(stt)),
-        llm: Some(Arc::new(llm)),
-        tts: Some(Arc::new(ScriptedTts::default())),
-        realtime: None,
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -81,12 +26,7 @@ async fn whole_call_greeting_turn_and_hangup() {
         first_message: Some("Hello, thanks for calling.".into()),
         ..Default::default()
     };
-    let agent = Arc::new(Mutex::new(Vec::new()));
-    let port = PcmPort {
-        speech: vec![(s(4000), s(5500))],
-        sample: 0,
-        agent: agent.clone(),
-    };
+    let (port, agent) = PcmPort::new(vec![(s(4000), s(5500))]);
     let llm = ScriptedLlm::new(|req| {
         let q = ScriptedLlm::last_user(req).to_lowercase();
         if q.contains("open") {
@@ -159,12 +99,7 @@ async fn slow_event_reader_loses_nothing_and_never_stalls_media() {
         first_message: Some("Hi there, how can I help you today?".into()),
         ..Default::default()
     };
-    let agent = Arc::new(Mutex::new(Vec::new()));
-    let port = PcmPort {
-        speech: vec![(s(4000), s(5000)), (s(9000), s(10_000))],
-        sample: 0,
-        agent: agent.clone(),
-    };
+    let (port, agent) = PcmPort::new(vec![(s(4000), s(5000)), (s(9000), s(10_000))]);
     let (task, control, mut events) = new_call(
         settings,
         providers(
@@ -212,12 +147,7 @@ async fn slow_event_reader_loses_nothing_and_never_stalls_media() {
 
 #[tokio::test(start_paused = true)]
 async fn host_commands_reach_the_live_call() {
-    let agent = Arc::new(Mutex::new(Vec::new()));
-    let port = PcmPort {
-        speech: vec![],
-        sample: 0,
-        agent,
-    };
+    let (port, _agent) = PcmPort::new(vec![]);
     let (task, control, mut events) = new_call(
         CallSettings::default(),
         providers(
@@ -263,12 +193,7 @@ async fn a_reply_starts_when_its_audio_arrives_not_at_the_next_tick() {
         first_message: Some("Hello there.".into()),
         ..Default::default()
     };
-    let agent = Arc::new(Mutex::new(Vec::new()));
-    let port = PcmPort {
-        speech: Vec::new(),
-        sample: 0,
-        agent: agent.clone(),
-    };
+    let (port, agent) = PcmPort::new(Vec::new());
     // The greeting's audio arrives 125 ms in, between the ticks at 120 and 140 ms.
     let tts = ScriptedTts {
         first_byte_latency: s(125),
@@ -356,14 +281,10 @@ impl MediaPort for NarrowbandPort {
 
 #[tokio::test(start_paused = true)]
 async fn tts_is_asked_for_the_rate_the_port_encodes_at() {
-    let agent = Arc::new(Mutex::new(Vec::new()));
+    let (inner, agent) = PcmPort::new(Vec::new());
     let rates = Arc::new(Mutex::new(Vec::new()));
     let port = NarrowbandPort {
-        inner: PcmPort {
-            speech: Vec::new(),
-            sample: 0,
-            agent: agent.clone(),
-        },
+        inner,
         rates: rates.clone(),
     };
     let settings = CallSettings {

@@ -526,22 +526,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                     "`per-core` or `shared`",
                 )?
             }
-            "--phase-align" => {
-                config.phase_align = choice(
-                    option,
-                    value,
-                    &[("on", true), ("off", false)],
-                    "`on` or `off`",
-                )?
-            }
-            "--stall-probe" => {
-                config.stall_probe = choice(
-                    option,
-                    value,
-                    &[("on", true), ("off", false)],
-                    "`on` or `off`",
-                )?
-            }
+            "--phase-align" => config.phase_align = on_off(option, value)?,
+            "--stall-probe" => config.stall_probe = on_off(option, value)?,
             "--tick-grid-ms" => {
                 const EXPECTED: &str = "auto, 0, 1, 2, 4, 5, 10 or 20 (ms)";
                 config.tick_snap = match value.as_str() {
@@ -655,6 +641,16 @@ fn choice<T: Copy>(
             expected,
         }),
     }
+}
+
+/// `on` or `off`.
+fn on_off(option: &'static str, value: String) -> Result<bool, CliError> {
+    choice(
+        option,
+        value,
+        &[("on", true), ("off", false)],
+        "`on` or `off`",
+    )
 }
 
 fn number(
