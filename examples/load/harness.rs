@@ -1734,52 +1734,122 @@ async fn drive(
 const PROBE_SLEEP: Duration = Duration::from_millis(1);
 const PROBE_STALL: Duration = Duration::from_millis(5);
 
-/// A thread that sleeps [`PROBE_SLEEP`] at a time and records when it wakes more than
-/// [`PROBE_STALL`] late: a stall of the machine (the kernel, the hypervisor, other tenants),
-/// since the thread does nothing else.
+/// One stall a probe saw: when it woke (from the load's start), how late, and the CPU the probe
+/// is pinned to (`None`: it could not be pinned and ran wherever the scheduler put it).
+type Stall = (Duration, Duration, Option<usize>);
+
+/// Threads that sleep [`PROBE_SLEEP`] at a time, one pinned to each CPU the process may use, and
+/// record when they wake more than [`PROBE_STALL`] late: a stall of that CPU (the kernel, the
+/// hypervisor, other tenants), since the threads do nothing else. A stall of one vCPU holds
+/// whichever threads were on it, so one probe per CPU sees what one unpinned probe can miss.
 struct StallProbe {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<(Duration, Duration)>>,
+    threads: Vec<std::thread::JoinHandle<Vec<Stall>>>,
+    cpus: Vec<usize>,
 }
 
 impl StallProbe {
     /// Starts probing; stall times are counted from `epoch`.
     fn start(epoch: std::time::Instant) -> Result<StallProbe, HarnessError> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("vx-probe".into())
-            .spawn(move || {
-                let mut stalls = Vec::new();
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    let before = std::time::Instant::now();
-                    std::thread::sleep(PROBE_SLEEP);
-                    let woke = std::time::Instant::now();
-                    let late = (woke - before).saturating_sub(PROBE_SLEEP);
-                    if late > PROBE_STALL {
-                        stalls.push((woke.saturating_duration_since(epoch), late));
+        let cpus = affinity::allowed_cpus();
+        let places: Vec<Option<usize>> = if cpus.is_empty() {
+            vec![None]
+        } else {
+            cpus.iter().copied().map(Some).collect()
+        };
+        let mut threads = Vec::new();
+        for place in places {
+            let flag = stop.clone();
+            let name = place.map_or("vx-probe".to_string(), |cpu| format!("vx-probe-{cpu}"));
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    let cpu = place.filter(|&cpu| affinity::pin_to(cpu));
+                    let mut stalls = Vec::new();
+                    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        let before = std::time::Instant::now();
+                        std::thread::sleep(PROBE_SLEEP);
+                        let woke = std::time::Instant::now();
+                        let late = (woke - before).saturating_sub(PROBE_SLEEP);
+                        if late > PROBE_STALL {
+                            stalls.push((woke.saturating_duration_since(epoch), late, cpu));
+                        }
                     }
-                }
-                stalls
-            })
-            .map_err(io("starting the stall probe"))?;
-        Ok(StallProbe { stop, thread })
+                    stalls
+                })
+                .map_err(io("starting the stall probe"))?;
+            threads.push(thread);
+        }
+        Ok(StallProbe {
+            stop,
+            threads,
+            cpus,
+        })
     }
 
-    /// Stops probing: (when the probe woke, how late), in order.
-    fn finish(self) -> Vec<(Duration, Duration)> {
+    /// Stops probing: the CPUs probed, and every probe's stalls in the order they ended.
+    fn finish(self) -> (Vec<usize>, Vec<Stall>) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().unwrap_or_default()
+        let mut stalls: Vec<Stall> = self
+            .threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect();
+        stalls.sort_by_key(|s| s.0);
+        (self.cpus, stalls)
+    }
+}
+
+/// The CPUs this process may run on, and pinning a thread to one (Linux; elsewhere the probe
+/// runs unpinned).
+#[cfg(target_os = "linux")]
+mod affinity {
+    /// The CPUs in this thread's affinity mask (empty if it cannot be read).
+    pub fn allowed_cpus() -> Vec<usize> {
+        // SAFETY: an all-zero `cpu_set_t` is the empty set; the call writes at most its size.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a live `cpu_set_t` of the size passed; 0 is this thread.
+        let ok =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        if ok != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: `cpu` is below CPU_SETSIZE, the set's capacity.
+            .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+            .collect()
+    }
+
+    /// Pins the calling thread to `cpu`; false if the kernel refuses.
+    pub fn pin_to(cpu: usize) -> bool {
+        // SAFETY: an all-zero `cpu_set_t` is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `cpu` comes from `allowed_cpus`, below CPU_SETSIZE, the set's capacity.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // SAFETY: the set is initialised and its exact size is passed; 0 is this thread.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod affinity {
+    pub fn allowed_cpus() -> Vec<usize> {
+        Vec::new()
+    }
+
+    pub fn pin_to(_cpu: usize) -> bool {
+        false
     }
 }
 
 /// How many of the misses due at `late` fell inside a probe stall: from 2 ms before the probe's
 /// sleep should have ended (it was due `PROBE_SLEEP` before it woke, late by the stall) to
 /// when it woke.
-fn misses_in_stalls(late: &[Duration], stalls: &[(Duration, Duration)]) -> u64 {
+fn misses_in_stalls(late: &[Duration], stalls: &[Stall]) -> u64 {
     late.iter()
         .filter(|&&t| {
-            stalls.iter().any(|&(woke, by)| {
+            stalls.iter().any(|&(woke, by, _)| {
                 let from = woke.saturating_sub(by + Duration::from_millis(2));
                 t >= from && t <= woke
             })
@@ -2215,10 +2285,13 @@ pub struct LoadReport {
     /// When the engine's deadline misses were due, seconds from the start of the load (the
     /// first 16 of each call, to the ms, distinct, at most 200).
     pub late_ticks_at_s: Vec<f64>,
-    /// A thread of the harness that only sleeps 1 ms at a time, woken more than
-    /// `host_stall_threshold_ms` late: [seconds from the start of the load when it woke, how
-    /// late in ms] (at most 200). It does no work, so its stalls are the machine's.
-    pub host_stalls: Vec<[f64; 2]>,
+    /// The harness's probe threads (one pinned to each CPU, sleeping 1 ms at a time), woken more
+    /// than `host_stall_threshold_ms` late: [seconds from the start of the load when it woke,
+    /// how late in ms, the CPU it is pinned to (-1: unpinned)] (at most 200). They do no work,
+    /// so their stalls are the machine's.
+    pub host_stalls: Vec<[f64; 3]>,
+    /// The CPUs a probe was pinned to (empty: one unpinned probe, or none).
+    pub stall_probe_cpus: Vec<usize>,
     /// Lateness from which the probe records a stall (ms).
     pub host_stall_threshold_ms: f64,
     /// The probe's longest stall (ms).
@@ -2453,7 +2526,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     };
     let (results, rss_samples) = caller_rt.block_on(drive(shared.clone(), &engine_rt));
     let wall = t0.elapsed();
-    let stalls = probe.map(StallProbe::finish).unwrap_or_default();
+    let (probed_cpus, stalls) = probe.map(StallProbe::finish).unwrap_or_default();
     let threads_after = thread_cpu();
     let process_after = process_cpu();
     let hwm = if hwm_reset {
@@ -2682,8 +2755,15 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         host_stalls: stalls
             .iter()
             .take(200)
-            .map(|(at, by)| [round(at.as_secs_f64(), 3), round(ms(*by), 2)])
+            .map(|&(at, by, cpu)| {
+                [
+                    round(at.as_secs_f64(), 3),
+                    round(ms(by), 2),
+                    cpu.map_or(-1.0, |c| c as f64),
+                ]
+            })
             .collect(),
+        stall_probe_cpus: probed_cpus,
         host_stall_threshold_ms: ms(PROBE_STALL),
         host_stall_max_ms: round(stalls.iter().map(|s| ms(s.1)).fold(0.0, f64::max), 2),
         late_ticks_in_host_stalls: misses_in_stalls(&late_at, &stalls),
@@ -2821,7 +2901,7 @@ mod tests {
     fn misses_count_as_in_a_stall_only_inside_its_window() {
         let ms = Duration::from_millis;
         // The probe woke at 10.000 s, 14 ms late: its sleep should have ended at 9.986 s.
-        let stalls = [(ms(10_000), ms(14)), (ms(15_000), ms(6))];
+        let stalls = [(ms(10_000), ms(14), Some(0)), (ms(15_000), ms(6), None)];
         let late = [
             ms(9_983),  // before the window (from 9.984 s)
             ms(9_984),  // its first moment
@@ -2832,6 +2912,31 @@ mod tests {
         ];
         assert_eq!(misses_in_stalls(&late, &stalls), 4);
         assert_eq!(misses_in_stalls(&late, &[]), 0);
+    }
+
+    #[test]
+    fn probes_are_pinned_one_to_each_allowed_cpu() {
+        let cpus = affinity::allowed_cpus();
+        if cfg!(target_os = "linux") {
+            assert!(!cpus.is_empty());
+        }
+        let probe = StallProbe::start(std::time::Instant::now()).expect("probe");
+        assert_eq!(probe.threads.len(), cpus.len().max(1));
+        let (probed, stalls) = probe.finish();
+        assert_eq!(probed, cpus);
+        // A stall's CPU is one of those probed (or none when pinning was refused).
+        assert!(stalls
+            .iter()
+            .all(|s| s.2.is_none_or(|cpu| probed.contains(&cpu))));
+        // Pinning this thread to its first CPU is allowed and leaves it on that CPU alone.
+        if let Some(&first) = cpus.first() {
+            std::thread::spawn(move || {
+                assert!(affinity::pin_to(first));
+                assert_eq!(affinity::allowed_cpus(), vec![first]);
+            })
+            .join()
+            .expect("pinned thread");
+        }
     }
 
     #[test]
