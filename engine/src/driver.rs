@@ -663,26 +663,26 @@ fn record_slot(
 }
 
 /// Packets a [`PhaseAligner`] looks at before it moves the media clock.
-const PHASE_WINDOW: u32 = 50;
+pub const PHASE_WINDOW: u32 = 50;
 
 /// Margin the media clock keeps after the quickest packet of a window, at the least.
-const PHASE_GUARD: Duration = Duration::from_millis(6);
+pub const PHASE_GUARD: Duration = Duration::from_millis(6);
 
 /// The most margin a [`PhaseAligner`] grows to after packets missed their ticks.
-const PHASE_GUARD_MAX: Duration = Duration::from_millis(14);
+pub const PHASE_GUARD_MAX: Duration = Duration::from_millis(14);
 
 /// What a window with a missed tick adds to the margin.
-const PHASE_GUARD_STEP: Duration = Duration::from_millis(4);
+pub const PHASE_GUARD_STEP: Duration = Duration::from_millis(4);
 
 /// Windows without a missed tick before the margin shrinks by a millisecond.
-const PHASE_GUARD_CALM_WINDOWS: u32 = 10;
+pub const PHASE_GUARD_CALM_WINDOWS: u32 = 10;
 
 /// A gap of at most this many ticks between two played packets is a packet that came too
 /// late for its tick (or was lost), not a pause in the stream.
-const PHASE_LATE_GAP: u32 = 2;
+pub const PHASE_LATE_GAP: u32 = 2;
 
 /// Smaller moves than this are not worth a shortened tick.
-const PHASE_MIN_SHIFT: Duration = Duration::from_millis(2);
+pub const PHASE_MIN_SHIFT: Duration = Duration::from_millis(2);
 
 /// Moves the call's 20 ms media clock towards the caller's packet arrivals.
 ///

@@ -14,7 +14,7 @@
 //!    OpenAI; `ping`s are ignored) send `session.update` with server VAD set explicitly from
 //!    the config, the audio format, instructions, voice and tools, then replay
 //!    [`RealtimeParams::history`] as conversation items.
-//! 3. On `session.updated` emit [`RealtimeEvent::Ready`] and start streaming caller audio
+//! 3. On `session.updated` emit [`RealtimeEvent::Ready`](voxline_engine::provider::RealtimeEvent::Ready) and start streaming caller audio
 //!    (`input_audio_buffer.append`, [`RealtimeConfig::append_batch`] per event). Audio and
 //!    commands that arrive earlier are held (audio up to [`RealtimeConfig::max_buffered_audio`]).
 //!
@@ -43,7 +43,7 @@
 //!
 //! # Errors
 //! `run` returns the typed error that ended the session (the engine's driver reports it as
-//! [`RealtimeEvent::Failed`]); the session never sends `Failed` itself, so a failure is
+//! [`RealtimeEvent::Failed`](voxline_engine::provider::RealtimeEvent::Failed)); the session never sends `Failed` itself, so a failure is
 //! reported once. Everything received before a failure has been delivered.
 //! - Handshake 401/403 → `Auth`; 429 → `RateLimited` (with `Retry-After`); other statuses
 //!   → `Http`; no upgrade in time → `ConnectTimeout`.
