@@ -17,7 +17,7 @@ use voxline::codecs::{
 use voxline::engine::call::{Action, Call, CallSettings};
 use voxline::engine::media::{InboundMedia, MediaConfig, OutboundMedia};
 use voxline::engine::provider::TtsEvent;
-use voxline::engine::ring::ring;
+use voxline::engine::ring::speech_ring;
 use voxline::engine::testkit::voiced_signal;
 use voxline::engine::vad::{VadConfig, VoiceDetector};
 
@@ -88,7 +88,7 @@ fn engine_frame(c: &mut Criterion) {
             let mut outbound = OutboundMedia::new(&v.config).expect("outbound");
             let caller_rate = v.config.caller_rate;
             let mut vad = VoiceDetector::new(caller_rate, VadConfig::default()).expect("vad");
-            let (stt_tx, stt_rx) = ring::<AudioFrame>(64);
+            let (stt_tx, stt_rx) = speech_ring(64);
             let mut settings = CallSettings {
                 first_message: Some("Welcome to the clinic.".into()),
                 ..Default::default()

@@ -25,7 +25,7 @@ use crate::provider::{
     RealtimeParams, RealtimeProvider, SttControl, SttEvent, SttIo, SttProvider, SttSessionParams,
     TtsEvent, TtsInput, TtsParams, TtsProvider,
 };
-use crate::ring::ring;
+use crate::ring::speech_ring;
 use crate::tick_grid::{GridSeat, TickGrid, TickSnap};
 use crate::vad::{VadConfig, VoiceDetector};
 
@@ -881,7 +881,7 @@ impl<P: MediaPort> CallTask<P> {
         let realtime = call.settings().realtime;
 
         // Caller audio goes to STT (pipeline) or to the realtime model, started while ringing (pre-warm).
-        let (audio_tx, audio_rx) = ring::<AudioFrame>(options.stt_ring_frames);
+        let (audio_tx, audio_rx) = speech_ring(options.stt_ring_frames);
         let mut stt_control: Option<mpsc::UnboundedSender<SttControl>> = None;
         let mut rt_control: Option<mpsc::UnboundedSender<RealtimeControl>> = None;
         let mut session_aborts: Vec<AbortHandle> = Vec::new();

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use voxline_codecs::{AudioFrame, SampleRate};
+use voxline_codecs::SampleRate;
 
-use crate::ring::RingConsumer;
+use crate::ring::SpeechRing;
 
 /// A boxed, sendable future: what a provider session runs as.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -231,7 +231,7 @@ pub enum SttEvent {
 /// The channels of one STT session.
 pub struct SttIo {
     /// Caller audio, 20 ms frames at `SttSessionParams::sample_rate`.
-    pub audio: RingConsumer<AudioFrame>,
+    pub audio: SpeechRing,
     /// Commands from the engine.
     pub control: mpsc::UnboundedReceiver<SttControl>,
     /// Events to the engine.
@@ -530,7 +530,7 @@ pub enum RealtimeEvent {
 /// The channels of one realtime session.
 pub struct RealtimeIo {
     /// Caller audio, 20 ms frames at `RealtimeParams::input_rate`.
-    pub audio: RingConsumer<AudioFrame>,
+    pub audio: SpeechRing,
     /// Commands from the engine.
     pub control: mpsc::UnboundedReceiver<RealtimeControl>,
     /// Events to the engine.

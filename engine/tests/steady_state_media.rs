@@ -14,7 +14,7 @@ use voxline_codecs::{AudioFrame, FrameOrigin, PayloadFormat, PayloadRegistry, Sa
 use voxline_engine::call::{Call, CallSettings};
 use voxline_engine::media::{InboundMedia, MediaConfig, OutboundMedia};
 use voxline_engine::provider::{LlmEvent, TtsEvent};
-use voxline_engine::ring::ring;
+use voxline_engine::ring::speech_ring;
 use voxline_engine::testkit::voiced_signal;
 use voxline_engine::vad::{VadConfig, VoiceDetector};
 
@@ -86,7 +86,7 @@ fn steady_state_frame_allocates_nothing() {
     let mut inbound = InboundMedia::new(&config).unwrap();
     let mut outbound = OutboundMedia::new(&config).unwrap();
     let mut vad = VoiceDetector::new(SampleRate::Hz16000, VadConfig::default()).unwrap();
-    let (stt_tx, stt_rx) = ring::<AudioFrame>(64);
+    let (stt_tx, stt_rx) = speech_ring(64);
     let mut settings = CallSettings {
         first_message: Some("Hello and welcome to the clinic, how can I help you today?".into()),
         ..Default::default()

@@ -11,7 +11,7 @@ use voxline_engine::codecs::{g711, AudioFrame, SampleRate};
 use voxline_engine::provider::{
     ProviderError, SttControl, SttEvent, SttIo, SttProvider, SttSessionParams, Transcript,
 };
-use voxline_engine::ring::{ring, RingProducer};
+use voxline_engine::ring::{speech_ring, SpeechRingProducer};
 use voxline_providers::deepgram::{DeepgramConfig, DeepgramEncoding, DeepgramStt, Endpointing};
 use voxline_providers::fake::deepgram::{
     DeepgramConnection, DeepgramFault, FakeDeepgram, FakeDeepgramConfig, NET_0001_REASON,
@@ -54,7 +54,7 @@ fn provider(config: DeepgramConfig) -> DeepgramStt {
 }
 
 struct Session {
-    audio: Option<RingProducer<AudioFrame>>,
+    audio: Option<SpeechRingProducer>,
     control: mpsc::UnboundedSender<SttControl>,
     events: mpsc::UnboundedReceiver<SttEvent>,
     seen: Vec<SttEvent>,
@@ -66,7 +66,7 @@ struct Session {
 
 impl Session {
     fn start(stt: &DeepgramStt, rate: SampleRate) -> Session {
-        let (tx, rx) = ring(2000);
+        let (tx, rx) = speech_ring(2000);
         let (control, control_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let io = SttIo {

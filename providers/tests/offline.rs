@@ -15,7 +15,7 @@ use voxline_providers::engine::provider::{
     SttProvider, SttSessionParams, ToolCallRequest, ToolSpec, Transcript, TtsEvent, TtsInput,
     TtsParams, TtsProvider,
 };
-use voxline_providers::engine::ring::ring;
+use voxline_providers::engine::ring::speech_ring;
 use voxline_providers::offline::espeak::{EspeakConfig, EspeakTts, OUTPUT_RATE};
 use voxline_providers::offline::pocketsphinx::{PocketSphinxConfig, PocketSphinxStt, SearchModel};
 use voxline_providers::offline::scripted_llm::{
@@ -238,7 +238,7 @@ async fn recognise(
     rate: SampleRate,
     finalize: bool,
 ) -> Heard {
-    let (producer, consumer) = ring::<AudioFrame>(frames.len() + 16);
+    let (producer, consumer) = speech_ring(frames.len() + 16);
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     for f in frames {

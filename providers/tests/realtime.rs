@@ -16,7 +16,7 @@ use voxline_engine::provider::{
     ChatMessage, ProviderError, RealtimeControl, RealtimeEvent, RealtimeIo, RealtimeParams,
     RealtimeProvider, Role, TokenUsage, ToolCallRequest, ToolSpec,
 };
-use voxline_engine::ring::{ring, RingProducer};
+use voxline_engine::ring::{speech_ring, SpeechRingProducer};
 use voxline_providers::fake::realtime::{
     FakeFault, FakeRealtimeLog, FakeRealtimeScript, FakeRealtimeServer, FakeReply, FakeTurn,
     FAKE_USAGE,
@@ -91,7 +91,7 @@ fn script(vendor: Vendor) -> FakeRealtimeScript {
 // A stand-in for the engine: a ring of caller frames, the command channel and the events.
 
 struct Harness {
-    audio: RingProducer<AudioFrame>,
+    audio: SpeechRingProducer,
     control: mpsc::UnboundedSender<RealtimeControl>,
     events: mpsc::UnboundedReceiver<RealtimeEvent>,
     task: JoinHandle<Result<(), ProviderError>>,
@@ -103,7 +103,7 @@ struct Harness {
 impl Harness {
     fn start(adapter: &RealtimeAdapter, params: RealtimeParams) -> Self {
         let rate = params.input_rate;
-        let (audio, consumer) = ring(4096);
+        let (audio, consumer) = speech_ring(4096);
         let (control, control_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let io = RealtimeIo {

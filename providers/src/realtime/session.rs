@@ -18,7 +18,7 @@ use voxline_codecs::AudioFrame;
 use voxline_engine::provider::{
     ProviderError, RealtimeControl, RealtimeEvent, RealtimeIo, RealtimeParams, ToolCallRequest,
 };
-use voxline_engine::ring::RingConsumer;
+use voxline_engine::ring::SpeechRing;
 
 use super::audio::{InputEncoder, OutputDecoder, WireFormat};
 use super::events::{CallInfo, ServerError, ServerEvent, Severity, TextFamily};
@@ -198,7 +198,7 @@ impl Session {
     async fn drive(
         mut self,
         mut stream: WsSource,
-        audio: RingConsumer<AudioFrame>,
+        audio: SpeechRing,
         mut control: UnboundedReceiver<RealtimeControl>,
     ) -> Result<(), ProviderError> {
         let setup_deadline = Instant::now() + self.timeouts.setup;
@@ -268,7 +268,7 @@ impl Session {
     async fn on_audio(
         &mut self,
         frame: &AudioFrame,
-        ring: &RingConsumer<AudioFrame>,
+        ring: &SpeechRing,
     ) -> Result<Flow, ProviderError> {
         self.encoder.push(frame);
         while let Some(frame) = ring.try_pop() {
@@ -680,11 +680,7 @@ impl Session {
     // -----------------------------------------------------------------------------------------
     // Endings
 
-    async fn close(
-        mut self,
-        mut stream: WsSource,
-        ring: &RingConsumer<AudioFrame>,
-    ) -> Result<(), ProviderError> {
+    async fn close(mut self, mut stream: WsSource, ring: &SpeechRing) -> Result<(), ProviderError> {
         // Audio the caller said before the close still goes out.
         while let Some(frame) = ring.try_pop() {
             self.encoder.push(&frame);
