@@ -68,7 +68,7 @@ impl Stored<AudioFrame> for SpeechSlot {
 
     fn unpack(self) -> AudioFrame {
         let mut frame = AudioFrame::silent(self.rate);
-        frame.reset(self.rate, self.origin);
+        frame.set_origin(self.origin);
         let n = frame.samples().len();
         frame.samples_mut().copy_from_slice(&self.samples[..n]);
         frame
