@@ -155,8 +155,9 @@ pub enum AutoTier {
     /// Half of the clocks (odd [lanes](GridSeat)) on the default grid shifted by 2 ms: ten
     /// wake-ups a frame, each serving half as many calls.
     Interleaved,
-    /// Each clock at a phase of its own: moved once, by its lane, off the points it shared,
-    /// then wherever the phase aligner takes it.
+    /// Each clock at a phase of its own: moved once, by its lane, to one of the four whole
+    /// milliseconds of the 4 ms step (off the points it shared), then wherever the phase
+    /// aligner takes it.
     Apart,
 }
 
@@ -254,12 +255,12 @@ impl GridSeat {
         }
         self.tier = Some(tier);
         match tier {
-            // Off the shared points, to a phase of the lane's own: consecutive lanes land far
-            // apart (the golden ratio's sequence) and the clock moves by at most half a step.
+            // Off the shared points, to the lane's own whole millisecond of the step (tokio's
+            // timers fire on whole milliseconds, so finer phases would not stay apart): four
+            // consecutive lanes take four different ones, and the clock moves by at most half a
+            // step.
             AutoTier::Apart => {
-                let step = TickGrid::DEFAULT.step();
-                let phase = u64::from(self.lane.wrapping_mul(0x9E37_79B9)) * step.as_nanos() as u64;
-                Some(TickGrid::DEFAULT.shifted(Duration::from_nanos(phase >> 32)))
+                Some(TickGrid::DEFAULT.shifted(Duration::from_millis(u64::from(self.lane % 4))))
             }
             _ => self.grid(),
         }
@@ -418,18 +419,16 @@ mod tests {
 
     #[test]
     fn apart_phases_of_consecutive_lanes_cover_the_step() {
-        // Eight consecutive lanes leave the shared points for phases spread over the whole
-        // 4 ms step: no two closer than 0.35 ms, no gap wider than 0.6 ms.
-        let mut phases: Vec<u128> = (0..8)
+        // Any four consecutive lanes leave the shared points for the four whole milliseconds
+        // of the 4 ms step, one each.
+        let mut phases: Vec<u128> = (0..4)
             .map(|_| {
                 let mut seat = GridSeat::take(TickSnap::Auto);
                 seat.update_for(10_000, 1).unwrap().offset().as_micros()
             })
             .collect();
         phases.sort();
-        let mut gaps: Vec<u128> = phases.windows(2).map(|w| w[1] - w[0]).collect();
-        gaps.push(phases[0] + 4000 - phases[7]);
-        assert!(gaps.iter().all(|&g| (350..=600).contains(&g)), "{phases:?}");
+        assert_eq!(phases, vec![0, 1000, 2000, 3000]);
     }
 
     #[test]
