@@ -300,7 +300,7 @@ impl Drop for LiveCall {
 
 fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    *CORES.get_or_init(crate::workers::available_cores)
 }
 
 fn nanos(n: u128) -> Duration {

@@ -72,8 +72,7 @@ impl CallWorkers {
 
     /// One worker per core the process may use.
     pub fn per_core(name: &str) -> io::Result<Self> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::new(cores, name)
+        Self::new(available_cores(), name)
     }
 
     /// Number of workers.
@@ -168,6 +167,11 @@ impl Drop for Live {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// The cores this process may use (1 when the system cannot say).
+pub(crate) fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]
