@@ -364,10 +364,17 @@ struct Probe {
 /// sample from the sorted copy and inserts the new one with a single move of the samples
 /// between the two positions, so it costs two binary searches and a short copy instead of a
 /// selection over the whole window, and allocates nothing.
+///
+/// Samples are kept as 32-bit offsets from the first delay after a clear: half the memory
+/// and half the cache lines a push touches of 64-bit delays (the window is the largest part
+/// of a buffer and is cold at every packet once a process runs hundreds of calls). An offset
+/// spans ±35 minutes, far more than any transit spread or hours of clock drift; a delay
+/// beyond it counts as that far.
 #[derive(Debug)]
 struct DelayWindow {
-    samples: Vec<i64>,
-    sorted: Vec<i64>,
+    samples: Vec<i32>,
+    sorted: Vec<i32>,
+    base: i64,
     len: usize,
     next: usize,
     min: i64,
@@ -379,6 +386,7 @@ impl DelayWindow {
         DelayWindow {
             samples: vec![0; DELAY_WINDOW],
             sorted: vec![0; DELAY_WINDOW],
+            base: 0,
             len: 0,
             next: 0,
             min: 0,
@@ -398,6 +406,12 @@ impl DelayWindow {
     }
 
     fn push(&mut self, d: i64) {
+        if self.len == 0 {
+            self.base = d;
+        }
+        let d = d
+            .saturating_sub(self.base)
+            .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
         if self.len == DELAY_WINDOW {
             // Full: the oldest sample leaves. Move the samples between its place and the new
             // sample's place by one, then write the new sample into the gap.
@@ -421,9 +435,10 @@ impl DelayWindow {
         }
         self.samples[self.next] = d;
         self.next = (self.next + 1) % DELAY_WINDOW;
-        self.min = self.sorted[0];
+        let low = self.sorted[0];
+        self.min = self.base.saturating_add(i64::from(low));
         let rank = (self.len - 1) * SPREAD_PERCENTILE / 100;
-        self.spread = self.sorted[rank].saturating_sub(self.min).max(0);
+        self.spread = (i64::from(self.sorted[rank]) - i64::from(low)).max(0);
     }
 }
 
@@ -1973,6 +1988,26 @@ mod tests {
         assert_eq!(s.underrun_frames, 1, "{s:?}");
         assert!(!l.jb.keeps_lookahead());
         assert!(l.slots().iter().all(|&(_, played)| played));
+    }
+
+    /// A delay more than the 32-bit offset's ±35 minutes from the window's first counts as
+    /// that far: no wrap-around, no panic, and the minimum stays where it was.
+    #[test]
+    fn delay_window_holds_a_delay_beyond_its_offset_range() {
+        let mut window = DelayWindow::new();
+        window.push(1_000);
+        for _ in 0..30 {
+            window.push(1_000 + 10_000_000_000);
+        }
+        assert_eq!(window.min, 1_000);
+        assert_eq!(window.spread, i64::from(i32::MAX));
+        window.push(1_000 - 10_000_000_000);
+        assert_eq!(window.min, 1_000 + i64::from(i32::MIN));
+        // After a clear the first delay is the new base, wherever it lies.
+        window.clear();
+        window.push(-7_000_000_000_000);
+        window.push(-7_000_000_000_000 + 40_000);
+        assert_eq!((window.min, window.spread), (-7_000_000_000_000, 0));
     }
 
     /// The window's minimum and spread, computed the plain way (a full selection per push).
