@@ -9,6 +9,13 @@
 //! driver) share that worker, and a worker's timers are served by one thread without waking
 //! another.
 //!
+//! A media thread that waits behind other threads for a CPU sends its frames late: on a busy
+//! machine the kernel's time-sharing scheduler may queue one engine thread behind another, or
+//! behind anything else the process or the machine runs, for several milliseconds. A host that
+//! owns the machine can give media threads a real-time priority ([`ThreadPriority`]): on the
+//! pool with [`CallWorkers::set_priority`], on a tokio runtime of its own with
+//! [`set_current_thread_priority`] in the builder's `on_thread_start`.
+//!
 //! Spawn the whole call on a worker, sockets included: a `tokio::net` socket belongs to the
 //! reactor of the runtime it is created in, so create it inside the spawned future (or within
 //! [`CallWorker::handle`]`.enter()`).
@@ -107,6 +114,23 @@ impl CallWorkers {
         self.least_loaded().spawn(task)
     }
 
+    /// Gives every worker thread `priority` (see [`ThreadPriority`]), waiting until each has
+    /// applied it; the first refusal is returned (workers before it keep the new priority).
+    ///
+    /// Call it from outside the pool's workers: it waits for each of them in turn, and panics if
+    /// called from inside an async context.
+    pub fn set_priority(&self, priority: ThreadPriority) -> Result<(), PriorityError> {
+        for worker in &self.workers {
+            let (tx, rx) = oneshot::channel();
+            worker.handle.spawn(async move {
+                let _ = tx.send(set_current_thread_priority(priority));
+            });
+            rx.blocking_recv()
+                .map_err(|_| PriorityError::WorkerGone)??;
+        }
+        Ok(())
+    }
+
     /// Live tasks per worker, in worker order.
     pub fn live(&self) -> Vec<usize> {
         self.workers.iter().map(CallWorker::live).collect()
@@ -169,6 +193,66 @@ impl Drop for Live {
     }
 }
 
+/// How the operating system schedules a media thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ThreadPriority {
+    /// The time-sharing class every thread starts in: the thread shares CPUs fairly with every
+    /// other, so it may wait a scheduler slice (a few ms) behind them when CPUs are busy.
+    #[default]
+    Normal,
+    /// Fixed real-time priority 1–99 (Linux `SCHED_FIFO`): a ready thread runs before every
+    /// time-shared thread, and the kernel moves it to a CPU running only such threads rather
+    /// than queue it behind another real-time thread. Needs `CAP_SYS_NICE` or an
+    /// `RLIMIT_RTPRIO` allowance. The kernel keeps 5 % of every second for time-shared threads
+    /// (`sched_rt_runtime_us`), so an overloaded engine slows the machine but cannot lock it.
+    Realtime(u8),
+}
+
+/// Why a thread's priority could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum PriorityError {
+    /// Real-time priorities run from 1 to 99.
+    #[error("real-time priority {0} is outside 1..=99")]
+    OutOfRange(u8),
+    /// The kernel refused (typically `EPERM`: no `CAP_SYS_NICE` and no `RLIMIT_RTPRIO` room).
+    #[error("the system refused the thread priority: {0}")]
+    Refused(io::Error),
+    /// Real-time thread priority is implemented for Linux only.
+    #[error("real-time thread priority is supported on Linux only")]
+    Unsupported,
+    /// A worker's runtime stopped before it applied the priority.
+    #[error("a worker stopped before it applied the priority")]
+    WorkerGone,
+}
+
+/// Sets the calling thread's scheduling class and priority (see [`ThreadPriority`]).
+#[cfg(target_os = "linux")]
+pub fn set_current_thread_priority(priority: ThreadPriority) -> Result<(), PriorityError> {
+    let (policy, level) = match priority {
+        ThreadPriority::Normal => (libc::SCHED_OTHER, 0),
+        ThreadPriority::Realtime(p @ 1..=99) => (libc::SCHED_FIFO, i32::from(p)),
+        ThreadPriority::Realtime(p) => return Err(PriorityError::OutOfRange(p)),
+    };
+    let param = libc::sched_param {
+        sched_priority: level,
+    };
+    // SAFETY: `param` is a valid `sched_param` for the call's duration; pid 0 is this thread.
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(PriorityError::Refused(io::Error::last_os_error()))
+    }
+}
+
+/// Sets the calling thread's scheduling class and priority (see [`ThreadPriority`]).
+#[cfg(not(target_os = "linux"))]
+pub fn set_current_thread_priority(priority: ThreadPriority) -> Result<(), PriorityError> {
+    match priority {
+        ThreadPriority::Normal => Ok(()),
+        ThreadPriority::Realtime(_) => Err(PriorityError::Unsupported),
+    }
+}
+
 /// The cores this process may use (1 when the system cannot say).
 pub(crate) fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -185,6 +269,65 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    /// The calling thread's scheduling policy and priority, read back from the kernel.
+    #[cfg(target_os = "linux")]
+    fn current_policy() -> (i32, i32) {
+        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is this thread; `param` is a live `sched_param` to write into.
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::sched_getparam(0, &mut param) }, 0);
+        (policy, param.sched_priority)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_priority_is_applied_or_refused_with_a_typed_error() {
+        std::thread::spawn(|| {
+            for bad in [0, 100] {
+                let refused = set_current_thread_priority(ThreadPriority::Realtime(bad));
+                assert!(
+                    matches!(refused, Err(PriorityError::OutOfRange(p)) if p == bad),
+                    "{refused:?}"
+                );
+            }
+            assert_eq!(current_policy(), (libc::SCHED_OTHER, 0));
+            // Allowed where the process may use real-time scheduling, refused elsewhere; either
+            // way the kernel's view matches what the call said.
+            match set_current_thread_priority(ThreadPriority::Realtime(3)) {
+                Ok(()) => assert_eq!(current_policy(), (libc::SCHED_FIFO, 3)),
+                Err(PriorityError::Refused(e)) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+                    assert_eq!(current_policy(), (libc::SCHED_OTHER, 0));
+                }
+                Err(e) => panic!("{e}"),
+            }
+            set_current_thread_priority(ThreadPriority::Normal).unwrap();
+            assert_eq!(current_policy(), (libc::SCHED_OTHER, 0));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_pool_gives_every_worker_thread_the_priority() {
+        let pool = CallWorkers::new(2, "vx-test").unwrap();
+        let policy_of =
+            |i: usize| block_on(pool.worker(i).spawn(async { current_policy() })).unwrap();
+        let expected = match pool.set_priority(ThreadPriority::Realtime(2)) {
+            Ok(()) => (libc::SCHED_FIFO, 2),
+            Err(PriorityError::Refused(_)) => (libc::SCHED_OTHER, 0),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!((policy_of(0), policy_of(1)), (expected, expected));
+        // This thread is not one of the pool's.
+        assert_eq!(current_policy(), (libc::SCHED_OTHER, 0));
+        pool.set_priority(ThreadPriority::Normal).unwrap();
+        let normal = (libc::SCHED_OTHER, 0);
+        assert_eq!((policy_of(0), policy_of(1)), (normal, normal));
     }
 
     #[test]

@@ -47,7 +47,9 @@ use voxline::engine::provider::{ChatMessage, ToolCallRequest};
 use voxline::engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt, ScriptedTts, WaitLog};
 use voxline::engine::tick_grid::{TickGrid, TickSnap};
 use voxline::engine::vad::{VadConfig, VadError, VoiceDetector};
-use voxline::engine::workers::{CallWorker, CallWorkers};
+use voxline::engine::workers::{
+    set_current_thread_priority, CallWorker, CallWorkers, ThreadPriority,
+};
 
 use stats::{steady_growth, steady_window, Histogram, HistogramExport, RssGrowth, RssSeries};
 
@@ -80,6 +82,11 @@ const OPUS_PT: u8 = 111;
 const USER_HZ: f64 = 100.0;
 /// Name of the engine runtime's threads (CPU is attributed by thread name).
 const ENGINE_THREAD: &str = "vx-engine";
+/// The engine threads' real-time priority with `--engine-priority realtime`.
+pub const ENGINE_RT_PRIORITY: u8 = 10;
+/// The stall probes' real-time priority: above the engine's, so a probe waits for nothing in
+/// this machine's scheduler and only a stall of the vCPU itself makes it late.
+const PROBE_RT_PRIORITY: u8 = 20;
 /// Name of the simulated callers' runtime threads.
 const CALLER_THREAD: &str = "vx-caller";
 /// About one conversation cycle (greeting, a turn, an answer, an interrupted answer): after
@@ -281,6 +288,9 @@ pub struct LoadConfig {
     pub tick_snap: TickSnap,
     /// How the engine's threads run the calls.
     pub engine_runtime: RuntimeKind,
+    /// Scheduling of the engine's threads: `Normal` (time-shared with the simulated callers
+    /// and everything else), or real-time ([`ENGINE_RT_PRIORITY`]).
+    pub engine_priority: ThreadPriority,
     /// Call starts are spread evenly over this window.
     pub stagger: Duration,
     /// Calls are answered (the agent greets) after a delay spread over this window, so their
@@ -321,6 +331,7 @@ impl Default for LoadConfig {
             stall_probe: true,
             tick_snap: TickSnap::Auto,
             engine_runtime: RuntimeKind::Shared,
+            engine_priority: ThreadPriority::Normal,
             stagger: Duration::from_millis(1000),
             answer_spread: Duration::from_millis(7000),
             complexity: 5,
@@ -416,6 +427,10 @@ Options:
                            wake-up serves several calls; 0 = each clock at its own
                            phase; auto = one 4 ms grid below 50 calls per core, two
                            interleaved to 100, none above [default: auto]
+  --engine-priority normal|realtime
+                           the engine threads' scheduling: time-shared with the simulated
+                           callers, or real-time (SCHED_FIFO 10; needs CAP_SYS_NICE)
+                           [default: normal]
   --engine-runtime shared|per-core
                            one work-stealing runtime for every call, or one
                            single-threaded runtime per engine thread with each call
@@ -526,6 +541,17 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                     "`per-core` or `shared`",
                 )?
             }
+            "--engine-priority" => {
+                config.engine_priority = choice(
+                    option,
+                    value,
+                    &[
+                        ("normal", ThreadPriority::Normal),
+                        ("realtime", ThreadPriority::Realtime(ENGINE_RT_PRIORITY)),
+                    ],
+                    "`normal` or `realtime`",
+                )?
+            }
             "--phase-align" => config.phase_align = on_off(option, value)?,
             "--stall-probe" => config.stall_probe = on_off(option, value)?,
             "--tick-grid-ms" => {
@@ -594,7 +620,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 27] = [
+    const OPTIONS: [&str; 28] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -606,6 +632,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--stall-probe",
         "--tick-grid-ms",
         "--engine-runtime",
+        "--engine-priority",
         "--history-limit",
         "--stagger-ms",
         "--answer-spread-ms",
@@ -694,6 +721,10 @@ pub enum HarnessError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The engine threads' priority was refused (`--engine-priority realtime` without
+    /// `CAP_SYS_NICE`).
+    #[error("engine thread priority: {0}")]
+    Priority(#[from] voxline::engine::workers::PriorityError),
     /// A codec or resampler could not be set up or failed.
     #[error("codec: {0}")]
     Codec(#[from] CodecError),
@@ -1493,16 +1524,32 @@ enum EngineRuntime {
 }
 
 impl EngineRuntime {
-    fn new(kind: RuntimeKind, threads: usize) -> Result<Self, HarnessError> {
+    /// Starts the engine's threads with `priority`; a priority the system refuses is an error
+    /// (the run would not measure what was asked), found on a scratch thread before the
+    /// runtime starts.
+    fn new(
+        kind: RuntimeKind,
+        threads: usize,
+        priority: ThreadPriority,
+    ) -> Result<Self, HarnessError> {
+        std::thread::spawn(move || set_current_thread_priority(priority))
+            .join()
+            .map_err(|_| HarnessError::Config("the priority check panicked"))??;
         Ok(match kind {
-            RuntimeKind::PerCore => EngineRuntime::PerCore(
-                CallWorkers::new(threads, ENGINE_THREAD)
-                    .map_err(io("starting the engine workers"))?,
-            ),
+            RuntimeKind::PerCore => {
+                let pool = CallWorkers::new(threads, ENGINE_THREAD)
+                    .map_err(io("starting the engine workers"))?;
+                pool.set_priority(priority)?;
+                EngineRuntime::PerCore(pool)
+            }
             RuntimeKind::Shared => EngineRuntime::Shared(
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(threads)
                     .thread_name(ENGINE_THREAD)
+                    // Allowed on the scratch thread, so allowed here.
+                    .on_thread_start(move || {
+                        let _ = set_current_thread_priority(priority);
+                    })
                     .enable_all()
                     .build()
                     .map_err(io("starting the engine runtime"))?,
@@ -1742,10 +1789,26 @@ type Stall = (Duration, Duration, Option<usize>);
 /// record when they wake more than [`PROBE_STALL`] late: a stall of that CPU (the kernel, the
 /// hypervisor, other tenants), since the threads do nothing else. A stall of one vCPU holds
 /// whichever threads were on it, so one probe per CPU sees what one unpinned probe can miss.
+///
+/// The probes run at real-time priority [`PROBE_RT_PRIORITY`] where the system allows it. A
+/// time-shared probe also waits for this machine's scheduler — behind the engine's and the
+/// callers' threads on its CPU, a slice of a few ms — and counts that as a stall; at
+/// real-time priority only a stall of the vCPU itself (or of the kernel) makes it late.
 struct StallProbe {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Vec<Stall>>>,
+    threads: Vec<std::thread::JoinHandle<(Vec<Stall>, bool)>>,
     cpus: Vec<usize>,
+}
+
+/// What the probes saw.
+#[derive(Default)]
+struct ProbeReport {
+    /// The CPUs probed (empty: one unpinned probe).
+    cpus: Vec<usize>,
+    /// Every probe's stalls, in the order they ended.
+    stalls: Vec<Stall>,
+    /// Every probe ran at real-time priority.
+    realtime: bool,
 }
 
 impl StallProbe {
@@ -1766,6 +1829,9 @@ impl StallProbe {
                 .name(name)
                 .spawn(move || {
                     let cpu = place.filter(|&cpu| affinity::pin_to(cpu));
+                    let realtime =
+                        set_current_thread_priority(ThreadPriority::Realtime(PROBE_RT_PRIORITY))
+                            .is_ok();
                     let mut stalls = Vec::new();
                     while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                         let before = std::time::Instant::now();
@@ -1776,7 +1842,7 @@ impl StallProbe {
                             stalls.push((woke.saturating_duration_since(epoch), late, cpu));
                         }
                     }
-                    stalls
+                    (stalls, realtime)
                 })
                 .map_err(io("starting the stall probe"))?;
             threads.push(thread);
@@ -1788,16 +1854,22 @@ impl StallProbe {
         })
     }
 
-    /// Stops probing: the CPUs probed, and every probe's stalls in the order they ended.
-    fn finish(self) -> (Vec<usize>, Vec<Stall>) {
+    /// Stops probing and reports what the probes saw.
+    fn finish(self) -> ProbeReport {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut stalls: Vec<Stall> = self
-            .threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap_or_default())
-            .collect();
+        let mut stalls = Vec::new();
+        let mut realtime = true;
+        for thread in self.threads {
+            let (seen, rt) = thread.join().unwrap_or_default();
+            stalls.extend(seen);
+            realtime &= rt;
+        }
         stalls.sort_by_key(|s| s.0);
-        (self.cpus, stalls)
+        ProbeReport {
+            cpus: self.cpus,
+            stalls,
+            realtime,
+        }
     }
 }
 
@@ -2212,6 +2284,10 @@ pub struct LoadReport {
     pub phase_align: bool,
     /// Whether the stall probe ran (`host_stalls` is empty without it).
     pub stall_probe: bool,
+    /// `realtime` when every probe ran at real-time priority (its stalls are the vCPU's),
+    /// `normal` when the system refused (its stalls include waits for this machine's
+    /// scheduler), `null` without a probe.
+    pub stall_probe_priority: Option<&'static str>,
     /// `auto`, `off` or the fixed step of the shared tick grid (`4ms`).
     pub tick_grid: String,
     /// Moves of the calls' media clocks towards their packets (phase aligner), all calls.
@@ -2222,6 +2298,8 @@ pub struct LoadReport {
     /// `per-core` (a call stays on one single-threaded worker) or `shared` (one
     /// work-stealing runtime).
     pub engine_runtime: &'static str,
+    /// The engine threads' scheduling: `normal` or `realtime (SCHED_FIFO n)`.
+    pub engine_priority: String,
     /// `opus` or `pcmu`.
     pub codec: &'static str,
     /// Engine Opus encoder complexity (Opus only).
@@ -2288,7 +2366,8 @@ pub struct LoadReport {
     /// The harness's probe threads (one pinned to each CPU, sleeping 1 ms at a time), woken more
     /// than `host_stall_threshold_ms` late: [seconds from the start of the load when it woke,
     /// how late in ms, the CPU it is pinned to (-1: unpinned)] (at most 200). They do no work,
-    /// so their stalls are the machine's.
+    /// and at real-time priority (`stall_probe_priority`) wait for no other thread, so their
+    /// stalls are the machine's.
     pub host_stalls: Vec<[f64; 3]>,
     /// The CPUs a probe was pinned to (empty: one unpinned probe, or none).
     pub stall_probe_cpus: Vec<usize>,
@@ -2506,7 +2585,11 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         samples: LatencySamples::new(),
         waits: StandInWaits::default(),
     });
-    let engine_rt = EngineRuntime::new(config.engine_runtime, config.threads)?;
+    let engine_rt = EngineRuntime::new(
+        config.engine_runtime,
+        config.threads,
+        config.engine_priority,
+    )?;
     let caller_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.caller_threads)
         .thread_name(CALLER_THREAD)
@@ -2526,7 +2609,8 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     };
     let (results, rss_samples) = caller_rt.block_on(drive(shared.clone(), &engine_rt));
     let wall = t0.elapsed();
-    let (probed_cpus, stalls) = probe.map(StallProbe::finish).unwrap_or_default();
+    let probed = probe.map(StallProbe::finish).unwrap_or_default();
+    let stalls = probed.stalls;
     let threads_after = thread_cpu();
     let process_after = process_cpu();
     let hwm = if hwm_reset {
@@ -2703,6 +2787,11 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         caller_socket: config.caller_socket.name(),
         phase_align: config.phase_align,
         stall_probe: config.stall_probe,
+        stall_probe_priority: match (config.stall_probe, probed.realtime) {
+            (false, _) => None,
+            (true, true) => Some("realtime"),
+            (true, false) => Some("normal"),
+        },
         tick_grid: match config.tick_snap {
             TickSnap::Auto => "auto".to_string(),
             TickSnap::Off => "off".to_string(),
@@ -2711,6 +2800,10 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         phase_shifts,
         tick_grid_moves: grid_moves,
         engine_runtime: config.engine_runtime.name(),
+        engine_priority: match config.engine_priority {
+            ThreadPriority::Normal => "normal".to_string(),
+            ThreadPriority::Realtime(p) => format!("realtime (SCHED_FIFO {p})"),
+        },
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
         history_limit: config.history_limit.messages(),
@@ -2763,7 +2856,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
                 ]
             })
             .collect(),
-        stall_probe_cpus: probed_cpus,
+        stall_probe_cpus: probed.cpus,
         host_stall_threshold_ms: ms(PROBE_STALL),
         host_stall_max_ms: round(stalls.iter().map(|s| ms(s.1)).fold(0.0, f64::max), 2),
         late_ticks_in_host_stalls: misses_in_stalls(&late_at, &stalls),
@@ -2922,7 +3015,8 @@ mod tests {
         }
         let probe = StallProbe::start(std::time::Instant::now()).expect("probe");
         assert_eq!(probe.threads.len(), cpus.len().max(1));
-        let (probed, stalls) = probe.finish();
+        let report = probe.finish();
+        let (probed, stalls) = (report.cpus, report.stalls);
         assert_eq!(probed, cpus);
         // A stall's CPU is one of those probed (or none when pinning was refused).
         assert!(stalls
