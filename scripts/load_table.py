@@ -29,12 +29,13 @@ def ms(seconds):
 
 
 def misses(report):
-    """Late frames, with their share of all frames when there are any."""
+    """Late frames, with their share of all 20 ms slots when there are any."""
     n = report["deadline_misses"]
     if n == 0:
         return "0"
-    frames = max(report.get("frames_out") or 0, 1)
-    return f"{n} ({100 * n / frames:.2g} %)"
+    # A share of the 20 ms slots the calls had (silent ones included), as the harness counts.
+    slots = max(report["calls"] * report["seconds"] * 50, 1)
+    return f"{n} ({100 * n / slots:.2g} %)"
 
 
 def stalls(report):
