@@ -291,6 +291,9 @@ pub struct LoadConfig {
     /// Scheduling of the engine's threads: `Normal` (time-shared with the simulated callers
     /// and everything else), or real-time ([`ENGINE_RT_PRIORITY`]).
     pub engine_priority: ThreadPriority,
+    /// Scheduling of the simulated callers' threads, likewise (`realtime`: the engine's
+    /// priority, so neither side waits a time-sharing slice for the other).
+    pub caller_priority: ThreadPriority,
     /// Call starts are spread evenly over this window.
     pub stagger: Duration,
     /// Calls are answered (the agent greets) after a delay spread over this window, so their
@@ -332,6 +335,7 @@ impl Default for LoadConfig {
             tick_snap: TickSnap::Auto,
             engine_runtime: RuntimeKind::Shared,
             engine_priority: ThreadPriority::Normal,
+            caller_priority: ThreadPriority::Normal,
             stagger: Duration::from_millis(1000),
             answer_spread: Duration::from_millis(7000),
             complexity: 5,
@@ -431,6 +435,10 @@ Options:
                            the engine threads' scheduling: time-shared with the simulated
                            callers, or real-time (SCHED_FIFO 10; needs CAP_SYS_NICE)
                            [default: normal]
+  --caller-priority normal|realtime
+                           the same for the simulated callers' threads (realtime: the
+                           engine's level, so neither waits a time-sharing slice for the
+                           other) [default: normal]
   --engine-runtime shared|per-core
                            one work-stealing runtime for every call, or one
                            single-threaded runtime per engine thread with each call
@@ -541,8 +549,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                     "`per-core` or `shared`",
                 )?
             }
-            "--engine-priority" => {
-                config.engine_priority = choice(
+            "--engine-priority" | "--caller-priority" => {
+                let priority = choice(
                     option,
                     value,
                     &[
@@ -550,7 +558,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                         ("realtime", ThreadPriority::Realtime(ENGINE_RT_PRIORITY)),
                     ],
                     "`normal` or `realtime`",
-                )?
+                )?;
+                if option == "--engine-priority" {
+                    config.engine_priority = priority;
+                } else {
+                    config.caller_priority = priority;
+                }
             }
             "--phase-align" => config.phase_align = on_off(option, value)?,
             "--stall-probe" => config.stall_probe = on_off(option, value)?,
@@ -620,7 +633,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 28] = [
+    const OPTIONS: [&str; 29] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -633,6 +646,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--tick-grid-ms",
         "--engine-runtime",
         "--engine-priority",
+        "--caller-priority",
         "--history-limit",
         "--stagger-ms",
         "--answer-spread-ms",
@@ -721,9 +735,9 @@ pub enum HarnessError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The engine threads' priority was refused (`--engine-priority realtime` without
-    /// `CAP_SYS_NICE`).
-    #[error("engine thread priority: {0}")]
+    /// A thread priority was refused (`--engine-priority realtime` or `--caller-priority
+    /// realtime` without `CAP_SYS_NICE`).
+    #[error("thread priority: {0}")]
     Priority(#[from] voxline::engine::workers::PriorityError),
     /// A codec or resampler could not be set up or failed.
     #[error("codec: {0}")]
@@ -1532,9 +1546,7 @@ impl EngineRuntime {
         threads: usize,
         priority: ThreadPriority,
     ) -> Result<Self, HarnessError> {
-        std::thread::spawn(move || set_current_thread_priority(priority))
-            .join()
-            .map_err(|_| HarnessError::Config("the priority check panicked"))??;
+        check_priority(priority)?;
         Ok(match kind {
             RuntimeKind::PerCore => {
                 let pool = CallWorkers::new(threads, ENGINE_THREAD)
@@ -1572,6 +1584,23 @@ impl EngineRuntime {
             EngineRuntime::Shared(rt) => rt.shutdown_timeout(Duration::from_secs(2)),
         }
     }
+}
+
+/// How a priority reads in the report.
+fn priority_name(priority: ThreadPriority) -> String {
+    match priority {
+        ThreadPriority::Normal => "normal".to_string(),
+        ThreadPriority::Realtime(p) => format!("realtime (SCHED_FIFO {p})"),
+    }
+}
+
+/// Whether this process may give a thread `priority`, tried on a scratch thread (the error
+/// says why not), so a runtime's `on_thread_start` can then apply it without failing.
+fn check_priority(priority: ThreadPriority) -> Result<(), HarnessError> {
+    std::thread::spawn(move || set_current_thread_priority(priority))
+        .join()
+        .map_err(|_| HarnessError::Config("the priority check panicked"))??;
+    Ok(())
 }
 
 /// The engine thread(s) one call runs on.
@@ -2300,6 +2329,8 @@ pub struct LoadReport {
     pub engine_runtime: &'static str,
     /// The engine threads' scheduling: `normal` or `realtime (SCHED_FIFO n)`.
     pub engine_priority: String,
+    /// The simulated callers' threads' scheduling, likewise.
+    pub caller_priority: String,
     /// `opus` or `pcmu`.
     pub codec: &'static str,
     /// Engine Opus encoder complexity (Opus only).
@@ -2590,9 +2621,15 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         config.threads,
         config.engine_priority,
     )?;
+    check_priority(config.caller_priority)?;
+    let caller_priority = config.caller_priority;
     let caller_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.caller_threads)
         .thread_name(CALLER_THREAD)
+        // Allowed on the scratch thread, so allowed here.
+        .on_thread_start(move || {
+            let _ = set_current_thread_priority(caller_priority);
+        })
         .enable_all()
         .build()
         .map_err(io("starting the callers' runtime"))?;
@@ -2800,10 +2837,8 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         phase_shifts,
         tick_grid_moves: grid_moves,
         engine_runtime: config.engine_runtime.name(),
-        engine_priority: match config.engine_priority {
-            ThreadPriority::Normal => "normal".to_string(),
-            ThreadPriority::Realtime(p) => format!("realtime (SCHED_FIFO {p})"),
-        },
+        engine_priority: priority_name(config.engine_priority),
+        caller_priority: priority_name(config.caller_priority),
         codec: config.codec.name(),
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
         history_limit: config.history_limit.messages(),
