@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use harness::{CallerVoice, CliError, Codec, Command, LoadConfig, RuntimeKind};
 use voxline::engine::call::HistoryLimit;
+use voxline::engine::workers::ThreadPriority;
 
 fn smoke(codec: Codec, runtime: RuntimeKind) -> LoadConfig {
     LoadConfig {
@@ -144,6 +145,30 @@ fn command_line_options_parse_into_the_config() {
     assert!(matches!(
         parse(&["--stall-probe", "maybe"]),
         Err(CliError::InvalidValue { .. })
+    ));
+    assert_eq!(
+        (config.engine_priority, config.caller_priority),
+        (ThreadPriority::Normal, ThreadPriority::Normal),
+        "every thread time-shared by default"
+    );
+    let Ok(Command::Run { config, .. }) = parse(&[
+        "--engine-priority",
+        "realtime",
+        "--caller-priority=realtime",
+    ]) else {
+        panic!("real-time threads");
+    };
+    let realtime = ThreadPriority::Realtime(harness::ENGINE_RT_PRIORITY);
+    assert_eq!(
+        (config.engine_priority, config.caller_priority),
+        (realtime, realtime)
+    );
+    assert!(matches!(
+        parse(&["--engine-priority", "high"]),
+        Err(CliError::InvalidValue {
+            option: "--engine-priority",
+            ..
+        })
     ));
 }
 

@@ -3051,6 +3051,13 @@ mod tests {
         let probe = StallProbe::start(std::time::Instant::now()).expect("probe");
         assert_eq!(probe.threads.len(), cpus.len().max(1));
         let report = probe.finish();
+        // The probes run at real-time priority exactly where this process may use it.
+        let allowed = std::thread::spawn(|| {
+            set_current_thread_priority(ThreadPriority::Realtime(PROBE_RT_PRIORITY)).is_ok()
+        })
+        .join()
+        .expect("priority check");
+        assert_eq!(report.realtime, allowed);
         let (probed, stalls) = (report.cpus, report.stalls);
         assert_eq!(probed, cpus);
         // A stall's CPU is one of those probed (or none when pinning was refused).
