@@ -201,8 +201,8 @@ pub enum ThreadPriority {
     #[default]
     Normal,
     /// Fixed real-time priority 1–99 (Linux `SCHED_FIFO`): a ready thread runs before every
-    /// time-shared thread, and the kernel moves it to a CPU running only such threads rather
-    /// than queue it behind another real-time thread. Needs `CAP_SYS_NICE` or an
+    /// time-shared thread, and rather than queue it behind a real-time thread of its level or
+    /// above, the kernel moves it to a CPU that runs none. Needs `CAP_SYS_NICE` or an
     /// `RLIMIT_RTPRIO` allowance. The kernel keeps 5 % of every second for time-shared threads
     /// (`sched_rt_runtime_us`), so an overloaded engine slows the machine but cannot lock it.
     Realtime(u8),
