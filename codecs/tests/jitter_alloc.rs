@@ -60,18 +60,25 @@ fn allocations_in(f: impl FnOnce()) -> u64 {
 
 /// Drives one 20 ms cycle: packet `i` arrives (some reordered, some lost, jittered),
 /// then the endpoint pops until it has a frame. Returns bytes seen, so nothing is optimized out.
-fn cycle(jb: &mut JitterBuffer, i: u32, held: &mut Option<u32>, payload: &mut [u8; 160]) -> usize {
+/// Packet `k`'s payload is `size(k)` bytes.
+fn cycle(
+    jb: &mut JitterBuffer,
+    i: u32,
+    held: &mut Option<u32>,
+    payload: &mut [u8; 1500],
+    size: fn(u32) -> usize,
+) -> usize {
     let now_us = u64::from(i) * 20_000;
     let jitter = u64::from(i.wrapping_mul(2_654_435_761) >> 27); // 0..31 ms
     let arrival = Duration::from_micros(now_us + jitter * 1000);
-    let send = |jb: &mut JitterBuffer, k: u32, payload: &mut [u8; 160]| {
+    let send = |jb: &mut JitterBuffer, k: u32, payload: &mut [u8; 1500]| {
         payload[0] = k as u8;
         let _ = jb.insert(
             arrival,
             k as u16,
             k.wrapping_mul(960),
             k.is_multiple_of(50),
-            payload,
+            &payload[..size(k)],
         );
     };
     match i % 17 {
@@ -106,17 +113,31 @@ fn cycle(jb: &mut JitterBuffer, i: u32, held: &mut Option<u32>, payload: &mut [u
 
 #[test]
 fn a_thousand_insert_pop_cycles_allocate_nothing_after_warm_up() {
+    steady_state_allocates_nothing(|_| 160);
+}
+
+#[test]
+fn packets_too_large_for_a_slot_allocate_nothing_either() {
+    // Past a slot's own room: every other packet, some at the largest size accepted.
+    steady_state_allocates_nothing(|k| match k % 4 {
+        0 => 1500,
+        1 => 321,
+        _ => 160,
+    });
+}
+
+fn steady_state_allocates_nothing(size: fn(u32) -> usize) {
     let mut jb = JitterBuffer::new(JitterConfig::default()).unwrap();
     let mut held = None;
-    let mut payload = [0u8; 160];
+    let mut payload = [0u8; 1500];
     let mut seen = 0;
     for i in 0..600 {
-        seen += cycle(&mut jb, i, &mut held, &mut payload);
+        seen += cycle(&mut jb, i, &mut held, &mut payload, size);
     }
     assert!(jb.is_playing());
     let allocations = allocations_in(|| {
         for i in 600..1600 {
-            seen += cycle(&mut jb, i, &mut held, &mut payload);
+            seen += cycle(&mut jb, i, &mut held, &mut payload, size);
         }
     });
     let stats = jb.stats();
