@@ -151,14 +151,16 @@ pub struct JitterConfig {
     pub initial_delay: Duration,
     /// Packet slots, i.e. the span of sequence numbers the buffer can hold.
     pub capacity: usize,
-    /// Largest payload accepted, in bytes; every slot reserves this much.
+    /// Largest payload accepted, in bytes. Each slot holds up to 320 bytes itself; a larger
+    /// payload takes a spill entry of this size, reserved for every slot but written only when
+    /// used.
     pub max_payload: usize,
 }
 
 impl JitterConfig {
     /// Defaults for a stream with the given RTP clock: 20 ms frames, delay
     /// 10..200 ms starting at 10 ms (a packet plays at the first pop after it
-    /// arrives until jitter or a loss asks for more), 64 slots of 1500 bytes.
+    /// arrives until jitter or a loss asks for more), 64 slots, payloads up to 1500 bytes.
     pub const fn new(clock_rate: u32) -> Self {
         JitterConfig {
             clock_rate,
