@@ -1539,14 +1539,12 @@ enum EngineRuntime {
 
 impl EngineRuntime {
     /// Starts the engine's threads with `priority`; a priority the system refuses is an error
-    /// (the run would not measure what was asked), found on a scratch thread before the
-    /// runtime starts.
+    /// (the run would not measure what was asked).
     fn new(
         kind: RuntimeKind,
         threads: usize,
         priority: ThreadPriority,
     ) -> Result<Self, HarnessError> {
-        check_priority(priority)?;
         Ok(match kind {
             RuntimeKind::PerCore => {
                 let pool = CallWorkers::new(threads, ENGINE_THREAD)
@@ -1555,16 +1553,15 @@ impl EngineRuntime {
                 EngineRuntime::PerCore(pool)
             }
             RuntimeKind::Shared => EngineRuntime::Shared(
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .thread_name(ENGINE_THREAD)
-                    // Allowed on the scratch thread, so allowed here.
-                    .on_thread_start(move || {
-                        let _ = set_current_thread_priority(priority);
-                    })
-                    .enable_all()
-                    .build()
-                    .map_err(io("starting the engine runtime"))?,
+                with_priority(
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(threads)
+                        .thread_name(ENGINE_THREAD),
+                    priority,
+                )?
+                .enable_all()
+                .build()
+                .map_err(io("starting the engine runtime"))?,
             ),
         })
     }
@@ -1594,13 +1591,18 @@ fn priority_name(priority: ThreadPriority) -> String {
     }
 }
 
-/// Whether this process may give a thread `priority`, tried on a scratch thread (the error
-/// says why not), so a runtime's `on_thread_start` can then apply it without failing.
-fn check_priority(priority: ThreadPriority) -> Result<(), HarnessError> {
+/// Makes every thread `builder` starts take `priority`, once a scratch thread has shown that
+/// this process may give it (the error says why not), so the runtime's threads cannot fail to.
+fn with_priority(
+    builder: &mut tokio::runtime::Builder,
+    priority: ThreadPriority,
+) -> Result<&mut tokio::runtime::Builder, HarnessError> {
     std::thread::spawn(move || set_current_thread_priority(priority))
         .join()
         .map_err(|_| HarnessError::Config("the priority check panicked"))??;
-    Ok(())
+    Ok(builder.on_thread_start(move || {
+        let _ = set_current_thread_priority(priority);
+    }))
 }
 
 /// The engine thread(s) one call runs on.
@@ -2621,18 +2623,15 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         config.threads,
         config.engine_priority,
     )?;
-    check_priority(config.caller_priority)?;
-    let caller_priority = config.caller_priority;
-    let caller_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.caller_threads)
-        .thread_name(CALLER_THREAD)
-        // Allowed on the scratch thread, so allowed here.
-        .on_thread_start(move || {
-            let _ = set_current_thread_priority(caller_priority);
-        })
-        .enable_all()
-        .build()
-        .map_err(io("starting the callers' runtime"))?;
+    let caller_rt = with_priority(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.caller_threads)
+            .thread_name(CALLER_THREAD),
+        config.caller_priority,
+    )?
+    .enable_all()
+    .build()
+    .map_err(io("starting the callers' runtime"))?;
 
     let rss_before = proc_status_kib("VmRSS:").unwrap_or(0);
     let hwm_reset = reset_peak_rss();
