@@ -171,10 +171,25 @@ enum HostMsg {
     HangUp,
 }
 
+/// What reaches a running call's task besides media: the host's requests and the providers'
+/// output, in one channel so that the task polls one inbox per wake-up, not two.
+enum Inbox {
+    Host(HostMsg),
+    Provider(ProviderMsg),
+}
+
 /// Control of a running call: commands, tool results, hang-up.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CallControl {
-    tx: mpsc::UnboundedSender<HostMsg>,
+    tx: mpsc::UnboundedSender<Inbox>,
+}
+
+impl std::fmt::Debug for CallControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallControl")
+            .field("call_ended", &self.tx.is_closed())
+            .finish()
+    }
 }
 
 /// Why a control request could not be delivered.
@@ -276,7 +291,7 @@ impl CallControl {
     /// Answers a ringing call (when `auto_answer` is off).
     pub fn answer(&self) -> Result<(), ControlError> {
         self.tx
-            .send(HostMsg::Answer)
+            .send(Inbox::Host(HostMsg::Answer))
             .map_err(|_| ControlError::CallEnded)
     }
 
@@ -284,7 +299,7 @@ impl CallControl {
     pub async fn command(&self, command: CallCommand) -> Result<(), ControlError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(HostMsg::Command(command, tx))
+            .send(Inbox::Host(HostMsg::Command(command, tx)))
             .map_err(|_| ControlError::CallEnded)?;
         rx.await
             .map_err(|_| ControlError::CallEnded)?
@@ -304,7 +319,7 @@ impl CallControl {
     ) -> Result<CallControlResponse, ControlRequestError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(HostMsg::Control(command.into(), tx))
+            .send(Inbox::Host(HostMsg::Control(command.into(), tx)))
             .map_err(|_| ControlRequestError::CallEnded)?;
         rx.await.map_err(|_| ControlRequestError::CallEnded)??;
         Ok(CallControlResponse::sent())
@@ -337,14 +352,14 @@ impl CallControl {
         result: serde_json::Value,
     ) -> Result<(), ControlError> {
         self.tx
-            .send(HostMsg::ToolResult(id.into(), result))
+            .send(Inbox::Host(HostMsg::ToolResult(id.into(), result)))
             .map_err(|_| ControlError::CallEnded)
     }
 
     /// The caller hung up (signalled by the host's signalling layer).
     pub fn hang_up(&self) -> Result<(), ControlError> {
         self.tx
-            .send(HostMsg::HangUp)
+            .send(Inbox::Host(HostMsg::HangUp))
             .map_err(|_| ControlError::CallEnded)
     }
 }
@@ -593,7 +608,8 @@ pub struct CallTask<P: MediaPort> {
     port: P,
     providers: ProviderSet,
     options: DriverOptions,
-    host_rx: mpsc::UnboundedReceiver<HostMsg>,
+    inbox_tx: mpsc::UnboundedSender<Inbox>,
+    inbox_rx: mpsc::UnboundedReceiver<Inbox>,
     events_tx: mpsc::UnboundedSender<EventRecord>,
     recording: Option<Box<dyn RecordingSink>>,
 }
@@ -605,7 +621,7 @@ pub fn new_call<P: MediaPort>(
     port: P,
     options: DriverOptions,
 ) -> (CallTask<P>, CallControl, EventStream) {
-    let (host_tx, host_rx) = mpsc::unbounded_channel();
+    let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     (
         CallTask {
@@ -613,11 +629,12 @@ pub fn new_call<P: MediaPort>(
             port,
             providers,
             options,
-            host_rx,
+            inbox_tx: inbox_tx.clone(),
+            inbox_rx,
             events_tx,
             recording: None,
         },
-        CallControl { tx: host_tx },
+        CallControl { tx: inbox_tx },
         EventStream { rx: events_rx },
     )
 }
@@ -819,7 +836,7 @@ fn on_media_input(
 fn spawn_forwarding<E: Send + 'static>(
     session: impl Future<Output = Result<(), ProviderError>> + Send + 'static,
     mut events: mpsc::UnboundedReceiver<E>,
-    out: mpsc::UnboundedSender<ProviderMsg>,
+    out: mpsc::UnboundedSender<Inbox>,
     wrap: impl Fn(E) -> ProviderMsg + Send + 'static,
     ended: impl FnOnce(Result<(), ProviderError>) -> ProviderMsg + Send + 'static,
 ) -> AbortHandle {
@@ -828,14 +845,14 @@ fn spawn_forwarding<E: Send + 'static>(
             let out = out.clone();
             async move {
                 while let Some(e) = events.recv().await {
-                    if out.send(wrap(e)).is_err() {
+                    if out.send(Inbox::Provider(wrap(e))).is_err() {
                         break;
                     }
                 }
             }
         };
         let (result, ()) = tokio::join!(session, forward);
-        let _ = out.send(ended(result));
+        let _ = out.send(Inbox::Provider(ended(result)));
     })
     .abort_handle()
 }
@@ -860,13 +877,13 @@ impl<P: MediaPort> CallTask<P> {
             mut port,
             providers,
             options,
-            mut host_rx,
+            inbox_tx: ptx,
+            mut inbox_rx,
             events_tx,
             mut recording,
         } = self;
         let start = Instant::now();
         let elapsed = move || Instant::now().saturating_duration_since(start);
-        let (ptx, mut prx) = mpsc::unbounded_channel::<ProviderMsg>();
         let mut seq = 0u64;
         let mut counters = MediaCounters::default();
         let caller_rate = port.caller_rate();
@@ -1047,9 +1064,10 @@ impl<P: MediaPort> CallTask<P> {
                 input = port.recv(start), if transport_open => {
                     on_media_input(&mut call, elapsed(), input, &mut transport_open);
                 }
-                Some(msg) = prx.recv() => {
+                Some(msg) = inbox_rx.recv() => {
                     let now = elapsed();
                     match msg {
+                        Inbox::Provider(msg) => match msg {
                         ProviderMsg::Stt(e) => call.on_stt(now, e),
                         ProviderMsg::SttEnded(r) => {
                             if let Err(e) = r {
@@ -1078,11 +1096,8 @@ impl<P: MediaPort> CallTask<P> {
                                 call.on_realtime(now, RealtimeEvent::Failed(e));
                             }
                         }
-                    }
-                }
-                Some(msg) = host_rx.recv() => {
-                    let now = elapsed();
-                    match msg {
+                        },
+                        Inbox::Host(msg) => match msg {
                         HostMsg::Answer => {
                             if !answered {
                                 answered = true;
@@ -1108,6 +1123,7 @@ impl<P: MediaPort> CallTask<P> {
                             call.on_tool_result(now, &id, v);
                         }
                         HostMsg::HangUp => call.caller_hung_up(now),
+                        },
                     }
                 }
             }
@@ -1253,8 +1269,8 @@ impl<P: MediaPort> CallTask<P> {
                 loop {
                     tokio::select! {
                         _ = &mut grace => break,
-                        msg = prx.recv() => match msg {
-                            Some(ProviderMsg::SttEnded(_)) | Some(ProviderMsg::RealtimeEnded(_)) | None => break,
+                        msg = inbox_rx.recv() => match msg {
+                            Some(Inbox::Provider(ProviderMsg::SttEnded(_) | ProviderMsg::RealtimeEnded(_))) | None => break,
                             Some(_) => {}
                         },
                     }
@@ -1272,7 +1288,7 @@ impl<P: MediaPort> CallTask<P> {
                 };
                 return (outcome, port);
             }
-            if call.is_ended() && end_reason.is_none() && !transport_open && prx.is_empty() {
+            if call.is_ended() && end_reason.is_none() && !transport_open && inbox_rx.is_empty() {
                 // Ended without a hang-up action (cannot happen by construction); end safely.
                 if let Some(slot) = open_slot.take() {
                     record_slot(&mut recording, slot, &held_caller, None);
