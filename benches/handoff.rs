@@ -1,6 +1,7 @@
 //! The engine's own latency at two hand-offs, on a real tokio runtime and real UDP:
 //! - `tts_first_byte_to_rtp`: a TTS provider's first audio → the first RTP packet of it
-//!   arriving at the caller's socket (one 20 ms media tick at most, by design);
+//!   arriving at the caller's socket (sent in the open silent slot, without waiting for the
+//!   next 20 ms tick);
 //! - `stt_final_to_llm_request`: an STT final → the model request leaving the call task
 //!   (endpointing delay set to zero so only the engine's own work is measured).
 //!
