@@ -28,7 +28,9 @@
 //! **What is measured** (one JSON object on stdout):
 //! - frames in/out/lost/concealed, and `deadline_misses`: ticks whose 20 ms frame left the engine
 //!   more than 10 ms after it was due, from the driver's per-call lateness histogram, which also
-//!   gives the pacing jitter p50/p99/max;
+//!   gives the pacing jitter p50/p99/max; `tick_work_ms_max` and `late_tick_work_ms_max`, the
+//!   longest a tick's own work took (all ticks, late ticks): a late frame whose tick was quick
+//!   waited for its thread;
 //! - `cpu_per_call_second`: CPU of the engine runtime's threads (calls and provider stand-ins)
 //!   per call-second, beside the whole process and the callers' threads; and
 //!   `codec_floor_cpu_per_call_second`: after the load, the same frames through RTP parse, the

@@ -69,6 +69,8 @@ fn check(codec: Codec, runtime: RuntimeKind) {
         "pacing_jitter_ms_p50",
         "pacing_jitter_ms_p99",
         "pacing_jitter_ms_max",
+        "tick_work_ms_max",
+        "late_tick_work_ms_max",
         "cpu_per_call_second",
         "codec_floor_cpu_per_call_second",
         "engine_to_floor_ratio",

@@ -410,6 +410,18 @@ pub struct MediaCounters {
     pub grid_moves: u64,
     /// When the first deadline misses were due, to line them up with what else the machine did.
     pub late_tick_times: LateTickTimes,
+    /// The longest a tick's own work took (from the task starting it to its frame leaving).
+    #[serde(rename = "tick_work_max_us", serialize_with = "as_micros")]
+    pub tick_work_max: Duration,
+    /// The longest own work of a late tick: far below [`LATE_TICK`], the late ticks waited for
+    /// their thread (other calls, or a thread not running) rather than running slow.
+    #[serde(rename = "late_tick_work_max_us", serialize_with = "as_micros")]
+    pub late_tick_work_max: Duration,
+}
+
+/// A duration as whole microseconds.
+fn as_micros<S: serde::Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(d.as_micros() as u64)
 }
 
 /// How many of a call's deadline misses [`LateTickTimes`] keeps the time of.
@@ -978,6 +990,7 @@ impl<P: MediaPort> CallTask<P> {
             tokio::select! {
                 biased;
                 due = ticker.tick() => {
+                    let began = Instant::now();
                     // Whatever arrived since the last tick goes into the jitter buffer first.
                     while transport_open {
                         match port.poll_received(start) {
@@ -1052,9 +1065,13 @@ impl<P: MediaPort> CallTask<P> {
                         open_slot = Some(slot);
                     }
                     // Pacing: how late this tick's frame left, against the tick's schedule.
-                    let late = Instant::now().saturating_duration_since(due);
+                    let done = Instant::now();
+                    let late = done.saturating_duration_since(due);
+                    let work = done.saturating_duration_since(began);
                     counters.lateness.record(late);
+                    counters.tick_work_max = counters.tick_work_max.max(work);
                     if late > LATE_TICK {
+                        counters.late_tick_work_max = counters.late_tick_work_max.max(work);
                         counters.late_ticks += 1;
                         counters
                             .late_tick_times

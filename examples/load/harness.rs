@@ -2391,6 +2391,12 @@ pub struct LoadReport {
     pub pacing_jitter_ms_p99: f64,
     /// Pacing lateness, maximum (ms).
     pub pacing_jitter_ms_max: f64,
+    /// The longest a single tick's own work took in any call, from its task starting it to its
+    /// frame leaving (ms).
+    pub tick_work_ms_max: f64,
+    /// The longest own work of a late tick (ms): far below 10 ms, the late frames waited for
+    /// their thread rather than being slow to make.
+    pub late_tick_work_ms_max: f64,
     /// Caller ticks more than 10 ms late: the harness itself was short of CPU.
     pub caller_late_ticks: u64,
     /// When the engine's deadline misses were due, seconds from the start of the load (the
@@ -2677,6 +2683,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     let (mut speech_sent, mut noise_sent, mut unsent, mut send_failures) = (0u64, 0u64, 0u64, 0u64);
     let (mut interruptions, mut provider_errors) = (0u64, 0u64);
     let (mut phase_shifts, mut grid_moves) = (0u64, 0u64);
+    let (mut tick_work_max, mut late_tick_work_max) = (Duration::ZERO, Duration::ZERO);
     let mut late_at: Vec<Duration> = Vec::new();
     for r in &results {
         lateness.merge(&r.media.lateness);
@@ -2692,6 +2699,8 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         misses += r.media.late_ticks;
         phase_shifts += r.media.phase_shifts;
         grid_moves += r.media.grid_moves;
+        tick_work_max = tick_work_max.max(r.media.tick_work_max);
+        late_tick_work_max = late_tick_work_max.max(r.media.late_tick_work_max);
         let offset = r.started.saturating_duration_since(t0);
         late_at.extend(
             r.media
@@ -2871,6 +2880,8 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         pacing_jitter_ms_p50: ms(lateness.quantile(0.5)),
         pacing_jitter_ms_p99: ms(lateness.quantile(0.99)),
         pacing_jitter_ms_max: ms(lateness.max()),
+        tick_work_ms_max: ms(tick_work_max),
+        late_tick_work_ms_max: ms(late_tick_work_max),
         caller_late_ticks: caller_late,
         late_ticks_at_s: {
             let mut at: Vec<f64> = late_at.iter().map(|t| round(t.as_secs_f64(), 3)).collect();
