@@ -1816,6 +1816,53 @@ const PROBE_STALL: Duration = Duration::from_millis(5);
 /// is pinned to (`None`: it could not be pinned and ran wherever the scheduler put it).
 type Stall = (Duration, Duration, Option<usize>);
 
+/// How long the probe's fixed piece of work takes on an unhindered CPU, about.
+const PROBE_WORK: Duration = Duration::from_micros(5);
+/// A probe's work taking this many times its calibrated time is a slow wake-up.
+const PROBE_SLOWDOWN: f64 = 4.0;
+/// Of a probe's last [`SLOWDOWN_OF`] wake-ups (about as many milliseconds), this many slow ones
+/// make a slowdown of its CPU. One slow wake-up alone is mostly an interrupt that landed in the
+/// work (the loopback traffic of a thousand calls raises many); a run of them is the CPU itself.
+const SLOWDOWN_SLOW: u32 = 3;
+const SLOWDOWN_OF: u32 = 5;
+
+/// One slowdown a probe saw: when (from the load's start), how many times its calibrated time
+/// its work took, and its CPU.
+type Slowdown = (Duration, f64, Option<usize>);
+
+/// The probe's fixed work: `n` dependent multiply-adds, which no compiler can skip.
+fn probe_work(n: u32) -> u64 {
+    let mut x = 1u64;
+    for _ in 0..n {
+        x = std::hint::black_box(
+            x.wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407),
+        );
+    }
+    x
+}
+
+/// The median time of `probe_work(n)` over `rounds` runs.
+fn probe_work_time(n: u32, rounds: usize) -> Duration {
+    let mut times: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            std::hint::black_box(probe_work(n));
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[rounds / 2]
+}
+
+/// Iterations of [`probe_work`] that take about [`PROBE_WORK`] here, and their median time.
+fn calibrate_probe_work() -> (u32, Duration) {
+    let trial = 1_000u32;
+    let t = probe_work_time(trial, 21).max(Duration::from_nanos(1));
+    let n = ((PROBE_WORK.as_nanos() * u128::from(trial)) / t.as_nanos()).clamp(1, 1 << 24) as u32;
+    (n, probe_work_time(n, 41))
+}
+
 /// Threads that sleep [`PROBE_SLEEP`] at a time, one pinned to each CPU the process may use, and
 /// record when they wake more than [`PROBE_STALL`] late: a stall of that CPU (the kernel, the
 /// hypervisor, other tenants), since the threads do nothing else. A stall of one vCPU holds
@@ -1825,10 +1872,24 @@ type Stall = (Duration, Duration, Option<usize>);
 /// time-shared probe also waits for this machine's scheduler — behind the engine's and the
 /// callers' threads on its CPU, a slice of a few ms — and counts that as a stall; at
 /// real-time priority only a stall of the vCPU itself (or of the kernel) makes it late.
+///
+/// A vCPU can also run slow without stopping (the host sharing its core more finely, another
+/// tenant on its sibling thread): every wake-up, each probe also times a fixed piece of work
+/// calibrated to [`PROBE_WORK`], and records a slowdown when it takes [`PROBE_SLOWDOWN`] times
+/// its calibrated time or more at [`SLOWDOWN_SLOW`] of [`SLOWDOWN_OF`] wake-ups in a row.
 struct StallProbe {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<(Vec<Stall>, bool)>>,
+    threads: Vec<std::thread::JoinHandle<ProbeThreadReport>>,
     cpus: Vec<usize>,
+}
+
+/// What one probe thread saw.
+#[derive(Default)]
+struct ProbeThreadReport {
+    stalls: Vec<Stall>,
+    slowdowns: Vec<Slowdown>,
+    realtime: bool,
+    work: Duration,
 }
 
 /// What the probes saw.
@@ -1838,8 +1899,12 @@ struct ProbeReport {
     cpus: Vec<usize>,
     /// Every probe's stalls, in the order they ended.
     stalls: Vec<Stall>,
+    /// Every probe's slowdowns, in time order.
+    slowdowns: Vec<Slowdown>,
     /// Every probe ran at real-time priority.
     realtime: bool,
+    /// The probes' calibrated work time (the longest of them).
+    work: Duration,
 }
 
 impl StallProbe {
@@ -1863,7 +1928,12 @@ impl StallProbe {
                     let realtime =
                         set_current_thread_priority(ThreadPriority::Realtime(PROBE_RT_PRIORITY))
                             .is_ok();
+                    let (n, work) = calibrate_probe_work();
+                    let slow = work.mul_f64(PROBE_SLOWDOWN);
                     let mut stalls = Vec::new();
+                    let mut slowdowns = Vec::new();
+                    // The last `SLOWDOWN_OF` wake-ups, a bit each, set when slow.
+                    let mut recent = 0u32;
                     while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                         let before = std::time::Instant::now();
                         std::thread::sleep(PROBE_SLEEP);
@@ -1872,8 +1942,21 @@ impl StallProbe {
                         if late > PROBE_STALL {
                             stalls.push((woke.saturating_duration_since(epoch), late, cpu));
                         }
+                        std::hint::black_box(probe_work(n));
+                        let took = woke.elapsed();
+                        recent =
+                            ((recent << 1) | u32::from(took >= slow)) & ((1 << SLOWDOWN_OF) - 1);
+                        if took >= slow && recent.count_ones() >= SLOWDOWN_SLOW {
+                            let factor = took.as_secs_f64() / work.as_secs_f64();
+                            slowdowns.push((woke.saturating_duration_since(epoch), factor, cpu));
+                        }
                     }
-                    (stalls, realtime)
+                    ProbeThreadReport {
+                        stalls,
+                        slowdowns,
+                        realtime,
+                        work,
+                    }
                 })
                 .map_err(io("starting the stall probe"))?;
             threads.push(thread);
@@ -1889,17 +1972,24 @@ impl StallProbe {
     fn finish(self) -> ProbeReport {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut stalls = Vec::new();
+        let mut slowdowns = Vec::new();
         let mut realtime = true;
+        let mut work = Duration::ZERO;
         for thread in self.threads {
-            let (seen, rt) = thread.join().unwrap_or_default();
-            stalls.extend(seen);
-            realtime &= rt;
+            let seen = thread.join().unwrap_or_default();
+            stalls.extend(seen.stalls);
+            slowdowns.extend(seen.slowdowns);
+            realtime &= seen.realtime;
+            work = work.max(seen.work);
         }
         stalls.sort_by_key(|s| s.0);
+        slowdowns.sort_by_key(|s| s.0);
         ProbeReport {
             cpus: self.cpus,
             stalls,
+            slowdowns,
             realtime,
+            work,
         }
     }
 }
@@ -1950,14 +2040,28 @@ mod affinity {
 /// sleep should have ended (it was due `PROBE_SLEEP` before it woke, late by the stall) to
 /// when it woke.
 fn misses_in_stalls(late: &[Duration], stalls: &[Stall]) -> u64 {
-    late.iter()
-        .filter(|&&t| {
-            stalls.iter().any(|&(woke, by, _)| {
-                let from = woke.saturating_sub(by + Duration::from_millis(2));
-                t >= from && t <= woke
-            })
-        })
-        .count() as u64
+    late.iter().filter(|&&t| in_stall(t, stalls)).count() as u64
+}
+
+/// Whether a miss due at `t` fell inside a probe stall (see [`misses_in_stalls`]).
+fn in_stall(t: Duration, stalls: &[Stall]) -> bool {
+    stalls.iter().any(|&(woke, by, _)| {
+        let from = woke.saturating_sub(by + Duration::from_millis(2));
+        t >= from && t <= woke
+    })
+}
+
+/// How far before a slowdown a tick may have been due and still have waited or run through it
+/// (a 20 ms frame's deadline and then some), and how far after.
+const SLOWDOWN_BEFORE: Duration = Duration::from_millis(30);
+const SLOWDOWN_AFTER: Duration = Duration::from_millis(2);
+
+/// Whether a miss due at `t` waited or ran while a probe saw its CPU slowed down: a slowdown
+/// seen from [`SLOWDOWN_AFTER`] before the tick was due to [`SLOWDOWN_BEFORE`] after.
+fn in_slowdown(t: Duration, slowdowns: &[Slowdown]) -> bool {
+    slowdowns
+        .iter()
+        .any(|&(at, _, _)| at + SLOWDOWN_AFTER >= t && at <= t + SLOWDOWN_BEFORE)
 }
 
 /// Reads the process RSS every [`RSS_INTERVAL`] from now until `stop` fires, into a series of
@@ -2417,6 +2521,22 @@ pub struct LoadReport {
     /// Recorded deadline misses that were due while the probe itself was stalled (from 2 ms
     /// before its sleep should have ended to when it woke).
     pub late_ticks_in_host_stalls: u64,
+    /// The probes' slowdowns: a wake-up at which their fixed work took at least
+    /// `host_slowdown_factor` times its calibrated time (`probe_work_us`), as it did at two more
+    /// of the probe's last five — the CPU ran, but slowly. [seconds from the start of the load,
+    /// how many times slower, CPU] (at most 200).
+    pub host_slowdowns: Vec<[f64; 3]>,
+    /// Wake-ups with a slowdown, all of them.
+    pub host_slowdown_count: u64,
+    /// The factor from which a probe records a slowdown.
+    pub host_slowdown_factor: f64,
+    /// The probes' fixed work on an unhindered CPU, as calibrated when they started (µs).
+    pub probe_work_us: f64,
+    /// Recorded deadline misses due within 30 ms before (or 2 ms after) a slowdown: they waited
+    /// or ran while the CPU was slow.
+    pub late_ticks_in_host_slowdowns: u64,
+    /// Recorded deadline misses neither in a stall nor in a slowdown.
+    pub late_ticks_unexplained: u64,
     /// Deadline misses whose time was recorded (each call keeps its first 16).
     pub late_ticks_recorded: u64,
     /// Engine runtime threads' CPU seconds per call-second (media, VAD, turn logic, provider
@@ -2653,6 +2773,8 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     let wall = t0.elapsed();
     let probed = probe.map(StallProbe::finish).unwrap_or_default();
     let stalls = probed.stalls;
+    let slowdowns = probed.slowdowns;
+    let probed_work = probed.work;
     let threads_after = thread_cpu();
     let process_after = process_cpu();
     let hwm = if hwm_reset {
@@ -2905,6 +3027,28 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         host_stall_threshold_ms: ms(PROBE_STALL),
         host_stall_max_ms: round(stalls.iter().map(|s| ms(s.1)).fold(0.0, f64::max), 2),
         late_ticks_in_host_stalls: misses_in_stalls(&late_at, &stalls),
+        host_slowdowns: slowdowns
+            .iter()
+            .take(200)
+            .map(|&(at, factor, cpu)| {
+                [
+                    round(at.as_secs_f64(), 3),
+                    round(factor, 1),
+                    cpu.map_or(-1.0, |c| c as f64),
+                ]
+            })
+            .collect(),
+        host_slowdown_count: slowdowns.len() as u64,
+        host_slowdown_factor: PROBE_SLOWDOWN,
+        probe_work_us: round(probed_work.as_secs_f64() * 1e6, 2),
+        late_ticks_in_host_slowdowns: late_at
+            .iter()
+            .filter(|&&t| in_slowdown(t, &slowdowns))
+            .count() as u64,
+        late_ticks_unexplained: late_at
+            .iter()
+            .filter(|&&t| !in_stall(t, &stalls) && !in_slowdown(t, &slowdowns))
+            .count() as u64,
         late_ticks_recorded: late_at.len() as u64,
         cpu_per_call_second: cpu,
         process_cpu_per_call_second: per_call_second(process_cpu),
@@ -3053,6 +3197,28 @@ mod tests {
     }
 
     #[test]
+    fn misses_count_as_in_a_slowdown_from_30_ms_before_it_to_2_ms_after() {
+        let ms = Duration::from_millis;
+        let slowdowns = [(ms(5_000), 6.0, Some(1))];
+        // Due 30 ms before the slow wake-up: it was still waiting or running through it.
+        assert!(in_slowdown(ms(4_970), &slowdowns));
+        assert!(!in_slowdown(ms(4_969), &slowdowns));
+        // Due just after it: the slow CPU was already holding it up.
+        assert!(in_slowdown(ms(5_002), &slowdowns));
+        assert!(!in_slowdown(ms(5_003), &slowdowns));
+        assert!(!in_slowdown(ms(5_000), &[]));
+    }
+
+    #[test]
+    fn the_probe_work_is_calibrated_near_its_target() {
+        let (n, took) = calibrate_probe_work();
+        assert!(n >= 1);
+        // Calibrated against the same loop: within a wide margin of the target even on a busy
+        // machine (only its order of magnitude matters).
+        assert!(took > Duration::ZERO && took < PROBE_WORK * 20, "{took:?}");
+    }
+
+    #[test]
     fn probes_are_pinned_one_to_each_allowed_cpu() {
         let cpus = affinity::allowed_cpus();
         if cfg!(target_os = "linux") {
@@ -3068,12 +3234,16 @@ mod tests {
         .join()
         .expect("priority check");
         assert_eq!(report.realtime, allowed);
-        let (probed, stalls) = (report.cpus, report.stalls);
+        assert!(report.work > Duration::ZERO);
+        let (probed, stalls, slowdowns) = (report.cpus, report.stalls, report.slowdowns);
         assert_eq!(probed, cpus);
-        // A stall's CPU is one of those probed (or none when pinning was refused).
+        // A stall's or slowdown's CPU is one of those probed (or none when pinning was refused).
         assert!(stalls
             .iter()
             .all(|s| s.2.is_none_or(|cpu| probed.contains(&cpu))));
+        assert!(slowdowns
+            .iter()
+            .all(|s| s.1 >= PROBE_SLOWDOWN && s.2.is_none_or(|cpu| probed.contains(&cpu))));
         // Pinning this thread to its first CPU is allowed and leaves it on that CPU alone.
         if let Some(&first) = cpus.first() {
             std::thread::spawn(move || {
