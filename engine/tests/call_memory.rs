@@ -7,17 +7,15 @@
 //! that only grows) would show as growth between the checkpoints.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use voxline_codecs::{AudioFrame, FrameOrigin, SampleRate};
 use voxline_engine::call::{CallSettings, EndReason, HistoryLimit};
-use voxline_engine::driver::{new_call, DriverOptions, MediaInput, MediaPort};
-use voxline_engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt};
+use voxline_engine::driver::{new_call, DriverOptions};
+use voxline_engine::testkit::{ScriptedLlm, ScriptedStt};
 
 mod common;
-use common::providers;
+use common::{providers, PcmPort};
 
 struct LiveBytes;
 
@@ -60,44 +58,6 @@ static GLOBAL: LiveBytes = LiveBytes;
 /// Seconds between the starts of the caller's utterances.
 const TURN_S: u64 = 5;
 
-/// A line that talks for a second every [`TURN_S`] seconds (line noise between) and keeps
-/// nothing of what the agent says.
-struct TalkingLine {
-    sample: usize,
-}
-
-impl MediaPort for TalkingLine {
-    fn recv(
-        &mut self,
-        _epoch: tokio::time::Instant,
-    ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
-        std::future::pending()
-    }
-
-    fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
-        out.reset(SampleRate::Hz16000, FrameOrigin::Received);
-        let in_turn = now.as_millis() % u128::from(TURN_S * 1000);
-        let speaking = now >= Duration::from_secs(4) && (0..1000).contains(&in_turn);
-        if speaking {
-            voiced_signal(SampleRate::Hz16000, self.sample, out.samples_mut());
-        } else {
-            for (i, s) in out.samples_mut().iter_mut().enumerate() {
-                *s = (((self.sample + i) * 7919 % 61) as i16) - 30;
-            }
-        }
-        self.sample += 320;
-        true
-    }
-
-    fn send_agent_frame(&mut self, _now: Duration, _frame: Option<&AudioFrame>) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn caller_rate(&self) -> SampleRate {
-        SampleRate::Hz16000
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_long_call_keeps_a_fixed_heap_once_its_history_is_full() {
     const LIMIT: usize = 10;
@@ -118,7 +78,17 @@ async fn a_long_call_keeps_a_fixed_heap_once_its_history_is_full() {
     let (task, control, mut events) = new_call(
         settings,
         providers(stt, llm),
-        TalkingLine { sample: 0 },
+        // The caller talks for a second every `TURN_S` seconds, line noise between.
+        PcmPort::without_log(
+            (1..=TURNS + 10)
+                .map(|k| {
+                    (
+                        Duration::from_secs(k * TURN_S),
+                        Duration::from_secs(k * TURN_S + 1),
+                    )
+                })
+                .collect(),
+        ),
         DriverOptions::default(),
     );
     let call = tokio::spawn(task.run());

@@ -318,9 +318,7 @@ async fn ticks_of_four_calls(snap: TickSnap) -> Vec<tokio::time::Instant> {
     let ticks = Arc::new(Mutex::new(Vec::new()));
     let mut calls = Vec::new();
     for _ in 0..4 {
-        let port = TickClock {
-            ticks: ticks.clone(),
-        };
+        let port = TickClock::new(ticks.clone());
         let options = DriverOptions {
             tick_snap: snap,
             ..DriverOptions::default()
@@ -375,52 +373,15 @@ async fn calls_on_a_shared_grid_tick_together() {
     }
 }
 
-/// A silent line whose caller side takes `busy` of CPU on one tick (a slow decoder, or a
-/// thread taken off its CPU in the middle of the tick), and counts the ticks.
-struct SlowOnce {
-    ticks: u32,
-    slow_tick: u32,
-    busy: Duration,
-}
-
-impl MediaPort for SlowOnce {
-    fn recv(
-        &mut self,
-        _epoch: tokio::time::Instant,
-    ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
-        std::future::pending()
-    }
-
-    fn caller_frame(&mut self, _now: Duration, out: &mut AudioFrame) -> bool {
-        self.ticks += 1;
-        if self.ticks == self.slow_tick {
-            let start = std::time::Instant::now();
-            while start.elapsed() < self.busy {
-                std::hint::spin_loop();
-            }
-        }
-        out.reset(SampleRate::Hz16000, voxline_codecs::FrameOrigin::Received);
-        true
-    }
-
-    fn send_agent_frame(&mut self, _now: Duration, _frame: Option<&AudioFrame>) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn caller_rate(&self) -> SampleRate {
-        SampleRate::Hz16000
-    }
-}
-
 // Real time on purpose: the counters measure the tick's own work on the wall clock, which
 // virtual time holds still. Only lower bounds are asserted, so a slow machine cannot fail it.
 #[tokio::test]
 async fn a_tick_that_runs_long_is_counted_as_a_late_tick_of_long_work() {
     let busy = s(15);
-    let port = SlowOnce {
-        ticks: 0,
-        slow_tick: 3,
-        busy,
+    let ticks = Arc::new(Mutex::new(Vec::new()));
+    let port = TickClock {
+        ticks: ticks.clone(),
+        slow_tick: Some((3, busy)),
     };
     let (task, control, _events) = new_call(
         CallSettings::default(),
@@ -432,8 +393,9 @@ async fn a_tick_that_runs_long_is_counted_as_a_late_tick_of_long_work() {
     // The slow tick is the third, due 40 ms in; hang up well after it.
     tokio::time::sleep(s(200)).await;
     control.hang_up().unwrap();
-    let (outcome, port) = call.await.unwrap();
-    assert!(port.ticks >= 3, "ticks: {}", port.ticks);
+    let outcome = call.await.unwrap().0;
+    let ran = ticks.lock().unwrap().len();
+    assert!(ran >= 3, "ticks: {ran}");
     let media = outcome.media;
     assert!(media.late_ticks >= 1, "{media:?}");
     assert!(media.tick_work_max >= busy, "{media:?}");

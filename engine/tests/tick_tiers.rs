@@ -67,7 +67,7 @@ async fn running_clocks_spread_out_and_gather_again_with_the_process() {
         let (task, control, _events) = new_call(
             CallSettings::default(),
             ProviderSet::default(),
-            TickClock { ticks },
+            TickClock::new(ticks),
             options,
         );
         calls.push((tokio::spawn(task.run()), control));

@@ -31,6 +31,8 @@ pub struct PcmPort {
     sample: usize,
     /// Every agent frame sent.
     pub agent: AgentLog,
+    /// Whether agent frames go into `agent` (a port for a long call keeps nothing).
+    log: bool,
 }
 
 impl PcmPort {
@@ -42,9 +44,19 @@ impl PcmPort {
                 speech,
                 sample: 0,
                 agent: agent.clone(),
+                log: true,
             },
             agent,
         )
+    }
+
+    /// A port like [`PcmPort::new`] that keeps no log of the agent's frames, for calls whose
+    /// memory is measured.
+    pub fn without_log(speech: Vec<(Duration, Duration)>) -> Self {
+        PcmPort {
+            log: false,
+            ..PcmPort::new(speech).0
+        }
     }
 }
 
@@ -71,6 +83,9 @@ impl MediaPort for PcmPort {
     }
 
     fn send_agent_frame(&mut self, now: Duration, frame: Option<&AudioFrame>) -> io::Result<()> {
+        if !self.log {
+            return Ok(());
+        }
         if let Ok(mut log) = self.agent.lock() {
             log.push((now, frame.is_some_and(|f| !f.is_digital_silence())));
         }
@@ -150,6 +165,19 @@ impl SttProvider for FailingStt {
 pub struct TickClock {
     /// The instant of every tick, in order.
     pub ticks: Arc<Mutex<Vec<tokio::time::Instant>>>,
+    /// A tick (counted from 1) whose caller side keeps the CPU busy this long on the wall
+    /// clock: a slow decoder, or a thread taken off its CPU in the middle of a tick.
+    pub slow_tick: Option<(usize, Duration)>,
+}
+
+impl TickClock {
+    /// A clock logging into `ticks`, with no slow tick.
+    pub fn new(ticks: Arc<Mutex<Vec<tokio::time::Instant>>>) -> Self {
+        TickClock {
+            ticks,
+            slow_tick: None,
+        }
+    }
 }
 
 impl MediaPort for TickClock {
@@ -161,7 +189,19 @@ impl MediaPort for TickClock {
     }
 
     fn caller_frame(&mut self, _now: Duration, out: &mut AudioFrame) -> bool {
-        self.ticks.lock().unwrap().push(tokio::time::Instant::now());
+        let n = {
+            let mut ticks = self.ticks.lock().unwrap();
+            ticks.push(tokio::time::Instant::now());
+            ticks.len()
+        };
+        if let Some((tick, busy)) = self.slow_tick {
+            if n == tick {
+                let start = std::time::Instant::now();
+                while start.elapsed() < busy {
+                    std::hint::spin_loop();
+                }
+            }
+        }
         out.reset(SampleRate::Hz16000, FrameOrigin::Received);
         true
     }
