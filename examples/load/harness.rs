@@ -1942,8 +1942,9 @@ impl StallProbe {
                         if late > PROBE_STALL {
                             stalls.push((woke.saturating_duration_since(epoch), late, cpu));
                         }
+                        let started = std::time::Instant::now();
                         std::hint::black_box(probe_work(n));
-                        let took = woke.elapsed();
+                        let took = started.elapsed();
                         recent =
                             ((recent << 1) | u32::from(took >= slow)) & ((1 << SLOWDOWN_OF) - 1);
                         if took >= slow && recent.count_ones() >= SLOWDOWN_SLOW {
