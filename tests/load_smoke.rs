@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use harness::{CallerVoice, CliError, Codec, Command, LoadConfig, RuntimeKind};
 use voxline::engine::call::HistoryLimit;
+use voxline::engine::media_clock::ClockSource;
 use voxline::engine::workers::ThreadPriority;
 
-fn smoke(codec: Codec, runtime: RuntimeKind) -> LoadConfig {
+fn smoke(codec: Codec, runtime: RuntimeKind, clock: ClockSource) -> LoadConfig {
     LoadConfig {
         engine_runtime: runtime,
+        media_clock: clock,
         calls: 3,
         seconds: 3,
         codec,
@@ -29,11 +31,16 @@ fn smoke(codec: Codec, runtime: RuntimeKind) -> LoadConfig {
     }
 }
 
-fn check(codec: Codec, runtime: RuntimeKind) {
-    let report = harness::run(&smoke(codec, runtime)).expect("the harness runs");
+fn check(codec: Codec, runtime: RuntimeKind, clock: ClockSource) {
+    let report = harness::run(&smoke(codec, runtime, clock)).expect("the harness runs");
     assert_eq!(report.calls, 3);
     assert_eq!(report.codec, codec.name());
     assert_eq!(report.engine_runtime, runtime.name());
+    let clock_name = match clock {
+        ClockSource::Shared => "shared",
+        ClockSource::Interval => "interval",
+    };
+    assert_eq!(report.media_clock, clock_name);
     assert_eq!(report.calls_completed, 3, "{:?}", report.end_reasons);
     // About 150 caller frames per call; the jitter buffer holds back a few.
     assert!(
@@ -81,6 +88,7 @@ fn check(codec: Codec, runtime: RuntimeKind) {
         "v2v_engine_ms_p99",
         "barge_in_ms_p99",
         "latency_split_ms",
+        "media_clock",
     ] {
         assert!(json.get(key).is_some(), "report lacks `{key}`");
     }
@@ -88,12 +96,17 @@ fn check(codec: Codec, runtime: RuntimeKind) {
 
 #[test]
 fn three_opus_calls_run_end_to_end_on_per_core_workers() {
-    check(Codec::Opus, RuntimeKind::PerCore);
+    check(Codec::Opus, RuntimeKind::PerCore, ClockSource::Shared);
+}
+
+#[test]
+fn three_opus_calls_run_end_to_end_on_interval_clocks() {
+    check(Codec::Opus, RuntimeKind::Shared, ClockSource::Interval);
 }
 
 #[test]
 fn three_pcmu_calls_run_end_to_end_on_a_shared_runtime() {
-    check(Codec::Pcmu, RuntimeKind::Shared);
+    check(Codec::Pcmu, RuntimeKind::Shared, ClockSource::Shared);
 }
 
 fn parse(args: &[&str]) -> Result<Command, CliError> {
@@ -114,6 +127,8 @@ fn command_line_options_parse_into_the_config() {
         "500",
         "--engine-runtime",
         "per-core",
+        "--media-clock",
+        "interval",
         "--history-limit",
         "40",
         "--scaling",
@@ -127,6 +142,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.threads, 1);
     assert_eq!(config.stagger, Duration::from_millis(500));
     assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
+    assert_eq!(config.media_clock, ClockSource::Interval);
     assert_eq!(config.history_limit, HistoryLimit::Latest(40));
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
     let Ok(Command::Run { config, scaling }) = parse(&[]) else {
@@ -137,6 +153,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.codec, Codec::Opus);
     assert_eq!(config.complexity, 5);
     assert_eq!(config.engine_runtime, RuntimeKind::Shared);
+    assert_eq!(config.media_clock, ClockSource::Shared);
     assert_eq!(config.history_limit, HistoryLimit::default());
     let Ok(Command::Run { config, .. }) = parse(&["--history-limit", "all"]) else {
         panic!("the whole conversation");

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use voxline_codecs::{AudioFrame, SampleRate, FRAME_MS};
 
 use crate::call::{
     Action, Call, CallCommand, CallSettings, CallStatus, CommandError, EndReason, EventRecord, OpId,
 };
+use crate::media_clock::{ClockSource, MediaClock};
 use crate::platform::{CallControlResponse, ControlCommand, RateLimited, RateLimiter};
 use crate::provider::{
     LlmEvent, LlmProvider, ProviderError, RealtimeControl, RealtimeEvent, RealtimeIo,
@@ -142,6 +143,9 @@ pub struct DriverOptions {
     /// [`TickSnap::Auto`]: one 4 ms grid while few calls share each core, two interleaved
     /// ones with more, each call's own phase with many ([`crate::tick_grid::AutoTier`]).
     pub tick_snap: TickSnap,
+    /// What wakes the media clock: one timer per runtime shared by every call (default), or a
+    /// tokio `Interval` per call (see [`crate::media_clock`]).
+    pub media_clock: ClockSource,
 }
 
 impl Default for DriverOptions {
@@ -154,6 +158,7 @@ impl Default for DriverOptions {
             control_rate_limit: Some(RateLimiter::default()),
             align_media_phase: true,
             tick_snap: TickSnap::Auto,
+            media_clock: ClockSource::default(),
         }
     }
 }
@@ -970,8 +975,7 @@ impl<P: MediaPort> CallTask<P> {
         let mut seat = GridSeat::take(options.tick_snap);
         let now = Instant::now();
         let first_tick = seat.grid().map_or(now, |grid| grid.at_or_after(now));
-        let mut ticker = tokio::time::interval_at(first_tick, FRAME);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut ticker = MediaClock::new(options.media_clock, first_tick, FRAME);
         let mut answered = false;
         let answer = |call: &mut Call, now: Duration| match &options.reject_with {
             Some(message) => call.start_rejected(now, message),

@@ -10,6 +10,7 @@ pub mod call;
 pub mod config;
 pub mod driver;
 pub mod media;
+pub mod media_clock;
 pub mod platform;
 pub mod provider;
 pub mod report;

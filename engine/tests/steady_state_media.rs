@@ -151,6 +151,47 @@ fn steady_state_frame_allocates_nothing() {
     assert_eq!(allocs, 0, "allocations in 500 steady-state frames");
 }
 
+/// The media clock's ticks allocate nothing either: 50 calls' clocks on one runtime, served by
+/// its shared timer, tick for 2 s of (paused) time after a warm-up with no allocation at all —
+/// neither in the clocks nor in the hub that wakes them nor in tokio's timer beneath.
+#[test]
+fn the_shared_media_clock_ticks_without_allocating() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tokio::time::Instant;
+    use voxline_engine::media_clock::{ClockSource, MediaClock};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let ticks = Arc::new(AtomicU64::new(0));
+    let frame = Duration::from_millis(20);
+    rt.block_on(async {
+        let base = Instant::now();
+        for i in 0..50u64 {
+            let ticks = ticks.clone();
+            // Phases spread over the frame, some shared, as calls' clocks are.
+            let first = base + Duration::from_micros(i * 730 % 20_000);
+            tokio::spawn(async move {
+                let mut clock = MediaClock::new(ClockSource::Shared, first, frame);
+                loop {
+                    clock.tick().await;
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    });
+    let before = ticks.load(Ordering::Relaxed);
+    let ((), allocs) =
+        counted(|| rt.block_on(async { tokio::time::sleep(Duration::from_secs(2)).await }));
+    let ticked = ticks.load(Ordering::Relaxed) - before;
+    assert!(ticked >= 50 * 99, "ticks in 2 s: {ticked}");
+    assert_eq!(allocs, 0, "allocations in {ticked} ticks");
+}
+
 /// No lock on the media path: the types it is built from hold none. This reads the
 /// sources the per-frame path runs through and fails if a lock type appears in them.
 #[test]

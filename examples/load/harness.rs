@@ -43,6 +43,7 @@ use voxline::engine::media::{
     InboundCounters, MediaConfig, MediaError, OutboundCounters, PacketTransport, PolledUdpSocket,
     RtpPort,
 };
+use voxline::engine::media_clock::ClockSource;
 use voxline::engine::provider::{ChatMessage, ToolCallRequest};
 use voxline::engine::testkit::{voiced_signal, ScriptedLlm, ScriptedStt, ScriptedTts, WaitLog};
 use voxline::engine::tick_grid::{TickGrid, TickSnap};
@@ -288,6 +289,8 @@ pub struct LoadConfig {
     pub tick_snap: TickSnap,
     /// How the engine's threads run the calls.
     pub engine_runtime: RuntimeKind,
+    /// `DriverOptions::media_clock`: what wakes the calls' media clocks.
+    pub media_clock: ClockSource,
     /// Scheduling of the engine's threads: `Normal` (time-shared with the simulated callers
     /// and everything else), or real-time ([`ENGINE_RT_PRIORITY`]).
     pub engine_priority: ThreadPriority,
@@ -334,6 +337,7 @@ impl Default for LoadConfig {
             stall_probe: true,
             tick_snap: TickSnap::Auto,
             engine_runtime: RuntimeKind::Shared,
+            media_clock: ClockSource::Shared,
             engine_priority: ThreadPriority::Normal,
             caller_priority: ThreadPriority::Normal,
             stagger: Duration::from_millis(1000),
@@ -443,6 +447,10 @@ Options:
                            one work-stealing runtime for every call, or one
                            single-threaded runtime per engine thread with each call
                            staying on its worker [default: shared]
+  --media-clock shared|interval
+                           the calls' 20 ms clocks served by one timer per runtime, or
+                           each its own tokio Interval in the runtime's timer wheel
+                           [default: shared]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
@@ -549,6 +557,17 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                     "`per-core` or `shared`",
                 )?
             }
+            "--media-clock" => {
+                config.media_clock = choice(
+                    option,
+                    value,
+                    &[
+                        ("shared", ClockSource::Shared),
+                        ("interval", ClockSource::Interval),
+                    ],
+                    "`shared` or `interval`",
+                )?
+            }
             "--engine-priority" | "--caller-priority" => {
                 let priority = choice(
                     option,
@@ -633,7 +652,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 29] = [
+    const OPTIONS: [&str; 30] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -645,6 +664,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--stall-probe",
         "--tick-grid-ms",
         "--engine-runtime",
+        "--media-clock",
         "--engine-priority",
         "--caller-priority",
         "--history-limit",
@@ -1717,6 +1737,7 @@ async fn run_call<T: PacketTransport, C: PacketTransport>(
         auto_answer: false,
         align_media_phase: shared.config.phase_align,
         tick_snap: shared.config.tick_snap,
+        media_clock: shared.config.media_clock,
         ..DriverOptions::default()
     };
     let (task, control, events) =
@@ -2434,6 +2455,9 @@ pub struct LoadReport {
     /// `per-core` (a call stays on one single-threaded worker) or `shared` (one
     /// work-stealing runtime).
     pub engine_runtime: &'static str,
+    /// What wakes the calls' media clocks: `shared` (one timer per runtime) or `interval`
+    /// (a tokio `Interval` per call).
+    pub media_clock: &'static str,
     /// The engine threads' scheduling: `normal` or `realtime (SCHED_FIFO n)`.
     pub engine_priority: String,
     /// The simulated callers' threads' scheduling, likewise.
@@ -2968,6 +2992,10 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         phase_shifts,
         tick_grid_moves: grid_moves,
         engine_runtime: config.engine_runtime.name(),
+        media_clock: match config.media_clock {
+            ClockSource::Shared => "shared",
+            ClockSource::Interval => "interval",
+        },
         engine_priority: priority_name(config.engine_priority),
         caller_priority: priority_name(config.caller_priority),
         codec: config.codec.name(),
