@@ -128,7 +128,7 @@ fn command_line_options_parse_into_the_config() {
         "--engine-runtime",
         "per-core",
         "--media-clock",
-        "interval",
+        "shared",
         "--history-limit",
         "40",
         "--scaling",
@@ -142,7 +142,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.threads, 1);
     assert_eq!(config.stagger, Duration::from_millis(500));
     assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
-    assert_eq!(config.media_clock, ClockSource::Interval);
+    assert_eq!(config.media_clock, ClockSource::Shared);
     assert_eq!(config.history_limit, HistoryLimit::Latest(40));
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
     let Ok(Command::Run { config, scaling }) = parse(&[]) else {
@@ -153,7 +153,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.codec, Codec::Opus);
     assert_eq!(config.complexity, 5);
     assert_eq!(config.engine_runtime, RuntimeKind::Shared);
-    assert_eq!(config.media_clock, ClockSource::Shared);
+    assert_eq!(config.media_clock, ClockSource::Interval);
     assert_eq!(config.history_limit, HistoryLimit::default());
     let Ok(Command::Run { config, .. }) = parse(&["--history-limit", "all"]) else {
         panic!("the whole conversation");

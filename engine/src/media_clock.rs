@@ -6,8 +6,7 @@
 //! same lock, held while it walks them). At 1000 calls that is 50 000 re-arms a second from
 //! every worker. On a virtual machine the thread holding that lock can lose its vCPU for
 //! milliseconds, and every other worker that wants to re-arm a clock then sleeps on the lock:
-//! the whole engine stops although CPUs are free (see BENCHMARKS.md, "one clock for all
-//! calls").
+//! the whole engine stops although CPUs are free.
 //!
 //! [`ClockSource::Shared`] keeps the clocks out of the wheel. A clock registers its phase (its
 //! due time modulo the period) once with its runtime's hub, and again only when the phase
@@ -29,14 +28,19 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 /// Where a media clock's wake-ups come from.
+///
+/// The default stays [`ClockSource::Interval`]: on the 2-vCPU development machine the shared
+/// clock cut the engine's CPU and pacing p99 at 1000 G.711 calls but woke the two workers of a
+/// work-stealing runtime onto one CPU at each pass, and the simulated callers sharing the
+/// machine fell behind (BENCHMARKS.md, "One timer for all calls' clocks").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ClockSource {
     /// One timer per runtime for every clock of the same period; each clock registers its
     /// phase with it and is woken in phase order (no per-tick timer re-arm, no lock per tick).
-    #[default]
     Shared,
     /// A tokio `Interval` per clock: an entry in the runtime's timer wheel, re-armed every
-    /// tick. Kept to compare against.
+    /// tick.
+    #[default]
     Interval,
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use support::*;
 use voxline_engine::call::{CallEvent, CallSettings, EndReason};
 use voxline_engine::driver::ProviderSet;
+use voxline_engine::media_clock::ClockSource;
 use voxline_engine::provider::Role;
 use voxline_engine::testkit::{ScriptedLlm, ScriptedStt, ScriptedTts};
 
@@ -156,6 +157,12 @@ fn first_reply(log: &std::sync::Mutex<CallerLog>) -> std::time::Duration {
 async fn the_media_clock_moves_to_the_callers_packets() {
     // The caller's packets arrive 2 ms after each of the engine's ticks, so each waits 18 ms
     // for the tick that plays it until the clock moves towards them.
+    for clock in [ClockSource::Interval, ClockSource::Shared] {
+        media_clock_moves_to_the_callers_packets(clock).await;
+    }
+}
+
+async fn media_clock_moves_to_the_callers_packets(clock: ClockSource) {
     let run = |align: bool| async move {
         run_rtp_call_offset(
             opus_config(),
@@ -170,6 +177,7 @@ async fn the_media_clock_moves_to_the_callers_packets() {
             voxline_engine::driver::DriverOptions {
                 align_media_phase: align,
                 tick_snap: voxline_engine::tick_grid::TickSnap::Off,
+                media_clock: clock,
                 ..Default::default()
             },
             ms(2),
@@ -179,14 +187,14 @@ async fn the_media_clock_moves_to_the_callers_packets() {
     };
     let fixed = run(false).await;
     let aligned = run(true).await;
-    assert_eq!(fixed.outcome.media.phase_shifts, 0);
+    assert_eq!(fixed.outcome.media.phase_shifts, 0, "{clock:?}");
     // One move (18 ms of wait less the 6 ms guard) and the clock stays there.
-    assert_eq!(aligned.outcome.media.phase_shifts, 1);
-    assert_eq!(aligned.outcome.media.late_ticks, 0);
+    assert_eq!(aligned.outcome.media.phase_shifts, 1, "{clock:?}");
+    assert_eq!(aligned.outcome.media.late_ticks, 0, "{clock:?}");
     let (before, after) = (first_reply(&fixed.log), first_reply(&aligned.log));
     assert!(
         after + ms(10) <= before,
-        "the reply reaches the caller sooner: {after:?} vs {before:?}"
+        "{clock:?}: the reply reaches the caller sooner: {after:?} vs {before:?}"
     );
     assert!(aligned.events.iter().any(
         |e| matches!(e, CallEvent::AgentSpeechStopped { text, .. } if text.contains("Monday"))

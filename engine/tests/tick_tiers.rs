@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use voxline_engine::call::CallSettings;
 use voxline_engine::driver::{new_call, CallOutcome, DriverOptions, ProviderSet};
+use voxline_engine::media_clock::ClockSource;
 use voxline_engine::tick_grid::{LiveCall, TickSnap, AUTO_APART_PER_CORE, AUTO_CALLS_PER_CORE};
 
 mod common;
@@ -52,8 +53,21 @@ fn phases(calls: &[Vec<Instant>], origin: Instant) -> Vec<u128> {
         .collect()
 }
 
-#[tokio::test(start_paused = true)]
-async fn running_clocks_spread_out_and_gather_again_with_the_process() {
+/// Both clock sources, one after the other (not in parallel: the live-call count is the
+/// process's), each on a runtime of its own with paused time.
+#[test]
+fn running_clocks_spread_out_and_gather_again_with_the_process() {
+    for source in [ClockSource::Interval, ClockSource::Shared] {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(spread_and_gather(source));
+    }
+}
+
+async fn spread_and_gather(source: ClockSource) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut logs = Vec::new();
     let mut calls = Vec::new();
@@ -62,6 +76,7 @@ async fn running_clocks_spread_out_and_gather_again_with_the_process() {
         logs.push(ticks.clone());
         let options = DriverOptions {
             tick_snap: TickSnap::Auto,
+            media_clock: source,
             ..DriverOptions::default()
         };
         let (task, control, _events) = new_call(

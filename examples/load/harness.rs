@@ -337,7 +337,7 @@ impl Default for LoadConfig {
             stall_probe: true,
             tick_snap: TickSnap::Auto,
             engine_runtime: RuntimeKind::Shared,
-            media_clock: ClockSource::Shared,
+            media_clock: ClockSource::default(),
             engine_priority: ThreadPriority::Normal,
             caller_priority: ThreadPriority::Normal,
             stagger: Duration::from_millis(1000),
@@ -450,7 +450,7 @@ Options:
   --media-clock shared|interval
                            the calls' 20 ms clocks served by one timer per runtime, or
                            each its own tokio Interval in the runtime's timer wheel
-                           [default: shared]
+                           [default: interval]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
