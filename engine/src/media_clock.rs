@@ -23,25 +23,43 @@ use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 use crossbeam::queue::SegQueue;
-use tokio::runtime::{Handle, Id as RuntimeId};
+use tokio::runtime::{Handle, Id as RuntimeId, RuntimeFlavor};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 /// Where a media clock's wake-ups come from.
 ///
-/// The default stays [`ClockSource::Interval`]: on the 2-vCPU development machine the shared
-/// clock cut the engine's CPU and pacing p99 at 1000 G.711 calls but woke the two workers of a
-/// work-stealing runtime onto one CPU at each pass, and the simulated callers sharing the
-/// machine fell behind (BENCHMARKS.md, "One timer for all calls' clocks").
+/// The shared timer suits a single-threaded runtime (a [`crate::workers::CallWorkers`]
+/// worker): at 1000 G.711 calls on per-core workers it cut the engine's CPU, pacing p99 and
+/// voice-to-voice p99 in every alternated run. On a work-stealing runtime its task wakes the
+/// calls due one after another from inside a task, each wake calls a parked sibling worker,
+/// which the kernel runs on the same CPU, and the two preempt each other every few
+/// microseconds (BENCHMARKS.md, "One timer for all calls' clocks"); there tokio's own timer,
+/// which fires its entries while the worker is parked and calls its siblings once per batch,
+/// does better. [`ClockSource::Auto`] picks by the runtime.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ClockSource {
+    /// [`ClockSource::Shared`] on a single-threaded runtime, [`ClockSource::Interval`] on a
+    /// multi-threaded one.
+    #[default]
+    Auto,
     /// One timer per runtime for every clock of the same period; each clock registers its
     /// phase with it and is woken in phase order (no per-tick timer re-arm, no lock per tick).
     Shared,
     /// A tokio `Interval` per clock: an entry in the runtime's timer wheel, re-armed every
     /// tick.
-    #[default]
     Interval,
+}
+
+impl ClockSource {
+    /// The source used on a runtime of `flavor` (resolves [`ClockSource::Auto`]).
+    pub fn on(self, flavor: RuntimeFlavor) -> ClockSource {
+        match self {
+            ClockSource::Auto if flavor == RuntimeFlavor::CurrentThread => ClockSource::Shared,
+            ClockSource::Auto => ClockSource::Interval,
+            chosen => chosen,
+        }
+    }
 }
 
 /// A periodic clock that catches up in a burst when late (each missed tick fires at once),
@@ -67,9 +85,9 @@ impl MediaClock {
     /// Outside a tokio runtime, or when `period` is zero.
     pub fn new(source: ClockSource, first: Instant, period: Duration) -> MediaClock {
         assert!(!period.is_zero(), "a media clock needs a period");
-        let inner = match source {
+        let inner = match source.on(Handle::current().runtime_flavor()) {
             ClockSource::Shared => Inner::Shared(HubClock::new(first, period)),
-            ClockSource::Interval => {
+            ClockSource::Interval | ClockSource::Auto => {
                 let mut interval = tokio::time::interval_at(first, period);
                 interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
                 Inner::Interval(interval)
@@ -541,6 +559,41 @@ mod tests {
             holder.join().unwrap(),
             "a tick waited for the registry's lock"
         );
+    }
+
+    #[test]
+    fn auto_picks_the_shared_timer_on_a_single_threaded_runtime_only() {
+        assert_eq!(
+            ClockSource::Auto.on(RuntimeFlavor::CurrentThread),
+            ClockSource::Shared
+        );
+        assert_eq!(
+            ClockSource::Auto.on(RuntimeFlavor::MultiThread),
+            ClockSource::Interval
+        );
+        for chosen in [ClockSource::Shared, ClockSource::Interval] {
+            for flavor in [RuntimeFlavor::CurrentThread, RuntimeFlavor::MultiThread] {
+                assert_eq!(chosen.on(flavor), chosen);
+            }
+        }
+        let single = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let make = || MediaClock::new(ClockSource::Auto, Instant::now(), FRAME);
+        assert!(matches!(
+            single.block_on(async { make() }).inner,
+            Inner::Shared(_)
+        ));
+        assert!(matches!(
+            multi.block_on(async { make() }).inner,
+            Inner::Interval(_)
+        ));
     }
 
     #[test]

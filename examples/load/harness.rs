@@ -27,6 +27,7 @@ use std::time::Duration;
 use crate::cpu::this_thread_cpu;
 use serde::Serialize;
 use tokio::net::UdpSocket;
+use tokio::runtime::RuntimeFlavor;
 use tokio::time::{Instant, MissedTickBehavior};
 use voxline::codecs::rtp::SenderConfig;
 use voxline::codecs::{
@@ -447,10 +448,11 @@ Options:
                            one work-stealing runtime for every call, or one
                            single-threaded runtime per engine thread with each call
                            staying on its worker [default: shared]
-  --media-clock shared|interval
+  --media-clock auto|shared|interval
                            the calls' 20 ms clocks served by one timer per runtime, or
-                           each its own tokio Interval in the runtime's timer wheel
-                           [default: interval]
+                           each its own tokio Interval in the runtime's timer wheel;
+                           auto: shared on per-core workers, interval on the shared
+                           runtime [default: auto]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
@@ -562,10 +564,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                     option,
                     value,
                     &[
+                        ("auto", ClockSource::Auto),
                         ("shared", ClockSource::Shared),
                         ("interval", ClockSource::Interval),
                     ],
-                    "`shared` or `interval`",
+                    "`auto`, `shared` or `interval`",
                 )?
             }
             "--engine-priority" | "--caller-priority" => {
@@ -2455,8 +2458,8 @@ pub struct LoadReport {
     /// `per-core` (a call stays on one single-threaded worker) or `shared` (one
     /// work-stealing runtime).
     pub engine_runtime: &'static str,
-    /// What wakes the calls' media clocks: `shared` (one timer per runtime) or `interval`
-    /// (a tokio `Interval` per call).
+    /// What woke the calls' media clocks: `shared` (one timer per runtime) or `interval`
+    /// (a tokio `Interval` per call); `--media-clock auto` is reported as the one it chose.
     pub media_clock: &'static str,
     /// The engine threads' scheduling: `normal` or `realtime (SCHED_FIFO n)`.
     pub engine_priority: String,
@@ -2992,9 +2995,12 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         phase_shifts,
         tick_grid_moves: grid_moves,
         engine_runtime: config.engine_runtime.name(),
-        media_clock: match config.media_clock {
+        media_clock: match config.media_clock.on(match config.engine_runtime {
+            RuntimeKind::PerCore => RuntimeFlavor::CurrentThread,
+            RuntimeKind::Shared => RuntimeFlavor::MultiThread,
+        }) {
             ClockSource::Shared => "shared",
-            ClockSource::Interval => "interval",
+            ClockSource::Interval | ClockSource::Auto => "interval",
         },
         engine_priority: priority_name(config.engine_priority),
         caller_priority: priority_name(config.caller_priority),
