@@ -1,12 +1,9 @@
 //! The calls' 20 ms media clocks, served by one timer per runtime instead of one each.
 //!
-//! A tokio `Interval` per call puts every call's clock into the runtime's timer wheel, and the
-//! wheel of a multi-threaded runtime is one structure behind one mutex: each tick re-arms the
-//! entry (a lock), and whichever worker parks on the timer driver fires the entries due (the
-//! same lock, held while it walks them). At 1000 calls that is 50 000 re-arms a second from
-//! every worker. On a virtual machine the thread holding that lock can lose its vCPU for
-//! milliseconds, and every other worker that wants to re-arm a clock then sleeps on the lock:
-//! the whole engine stops although CPUs are free.
+//! A tokio `Interval` per call puts every call's clock into the runtime's timer wheel, one
+//! structure behind one mutex: each tick re-arms the entry (a lock), and the worker parked on
+//! the timer driver fires the entries due (the same lock, held while it walks them). At 1000
+//! calls that is 50 000 re-arms a second.
 //!
 //! [`ClockSource::Shared`] keeps the clocks out of the wheel. A clock registers its phase (its
 //! due time modulo the period) once with its runtime's hub, and again only when the phase
