@@ -12,17 +12,16 @@
 //! A tick takes no lock: the clock checks the time and, when it must wait, leaves its waker in
 //! an [`AtomicWaker`]. Registrations go to the hub through a lock-free queue.
 
-use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::task::{Context, Poll, Waker};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
-use crossbeam::queue::SegQueue;
 use tokio::runtime::{Handle, Id as RuntimeId, RuntimeFlavor};
-use tokio::sync::Notify;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 /// Where a media clock's wake-ups come from.
 ///
@@ -181,7 +180,7 @@ impl Drop for HubClock {
     }
 }
 
-/// A change to the hub's set of clocks, sent by a clock to the hub's task.
+/// A change to the hub's set of clocks.
 enum Request {
     Add {
         key: u64,
@@ -197,14 +196,48 @@ enum Request {
     },
 }
 
-/// The clocks of one period on one runtime, and the task that wakes them.
+/// The clocks of one period on one runtime, and the one timer that wakes them.
+///
+/// The timer's waker is the hub itself ([`HubWaker`]): when the runtime's timer driver fires
+/// it, the hub wakes the clocks due right there, in the driver's own wake-up batch, the way the
+/// driver wakes the tasks of its own timers (a work-stealing runtime then calls a sibling
+/// worker once for the batch, not once per task).
 struct Hub {
     period: Duration,
     /// Phases are counted from here.
     epoch: Instant,
     keys: AtomicU64,
-    requests: SegQueue<Request>,
-    changed: Notify,
+    state: Mutex<HubState>,
+    /// A pass is wanted: set by whoever could not take `state`, run by whoever holds it.
+    wanted: AtomicBool,
+    /// Wakes this hub (holds it weakly, so the hub goes with its last clock).
+    waker: Waker,
+}
+
+struct HubState {
+    schedule: Schedule,
+    /// Occurrences up to here have been woken.
+    last: Instant,
+    timer: Pin<Box<Sleep>>,
+    /// What the timer is set for, while it is.
+    armed: Option<Instant>,
+    /// Wakers taken in a pass (kept for its capacity).
+    woken: Vec<Waker>,
+}
+
+/// The hub's timer's waker: a wake-up runs a pass of the hub.
+struct HubWaker(Weak<Hub>);
+
+impl Wake for HubWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(hub) = self.0.upgrade() {
+            hub.run_passes();
+        }
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -237,21 +270,101 @@ impl Hub {
         {
             return hub;
         }
-        let hub = Arc::new(Hub {
+        let now = Instant::now();
+        let hub = Arc::new_cyclic(|me| Hub {
             period,
-            epoch: Instant::now(),
+            epoch: now,
             keys: AtomicU64::new(0),
-            requests: SegQueue::new(),
-            changed: Notify::new(),
+            state: Mutex::new(HubState {
+                schedule: Schedule::default(),
+                last: now,
+                timer: Box::pin(tokio::time::sleep_until(now)),
+                armed: None,
+                woken: Vec::new(),
+            }),
+            wanted: AtomicBool::new(false),
+            waker: Waker::from(Arc::new(HubWaker(me.clone()))),
         });
         hubs.push((id, period, Arc::downgrade(&hub)));
-        runtime.spawn(run_hub(hub.clone()));
         hub
     }
 
+    /// Applies a clock's change and runs a pass (which re-arms the timer for it).
     fn request(&self, request: Request) {
-        self.requests.push(request);
-        self.changed.notify_one();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.schedule.entries.is_empty() {
+            // Nothing was due while the hub had no clock.
+            state.last = Instant::now();
+        }
+        state.schedule.apply(request);
+        self.wanted.store(true, Ordering::SeqCst);
+        self.passes_then_unlock(state);
+    }
+
+    /// Runs the passes wanted, unless another thread (or this one, further up the stack)
+    /// holds the state: then that holder runs them before it lets go.
+    fn run_passes(&self) {
+        self.wanted.store(true, Ordering::SeqCst);
+        let state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        self.passes_then_unlock(state);
+    }
+
+    fn passes_then_unlock<'a>(&'a self, mut state: MutexGuard<'a, HubState>) {
+        loop {
+            while self.wanted.swap(false, Ordering::SeqCst) {
+                self.pass(&mut state);
+            }
+            drop(state);
+            // A pass wanted between the last check and the unlock is ours to run.
+            if !self.wanted.load(Ordering::SeqCst) {
+                return;
+            }
+            state = match self.state.try_lock() {
+                Ok(state) => state,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+        }
+    }
+
+    /// Wakes the clocks due since the last pass and sets the timer for the next phase.
+    fn pass(&self, state: &mut HubState) {
+        let period = self.period_nanos();
+        let now = Instant::now();
+        if now > state.last {
+            let whole = (now - state.last).as_nanos() >= u128::from(period);
+            let (from, to) = (self.phase_of(state.last), self.phase_of(now));
+            let HubState {
+                schedule, woken, ..
+            } = state;
+            schedule.collect(from, to, whole, woken);
+            state.last = now;
+        }
+        for waker in state.woken.drain(..) {
+            waker.wake();
+        }
+        let Some(wait) = state.schedule.next_after(self.phase_of(state.last), period) else {
+            state.armed = None;
+            return;
+        };
+        let at = state.last + Duration::from_nanos(wait);
+        if state.armed != Some(at) {
+            // A deadline already past wakes this hub at once (`run_passes` finds the state
+            // held and leaves the pass to the loop above).
+            state.timer.as_mut().reset(at);
+            state.armed = Some(at);
+        }
+        // Registers the hub's waker; outside any task's budget, so it never refuses.
+        let mut cx = Context::from_waker(&self.waker);
+        let mut timer = tokio::task::unconstrained(state.timer.as_mut());
+        if Pin::new(&mut timer).poll(&mut cx).is_ready() {
+            state.armed = None;
+            self.wanted.store(true, Ordering::SeqCst);
+        }
     }
 
     fn period_nanos(&self) -> u64 {
@@ -340,45 +453,6 @@ impl Schedule {
         } else if from > to {
             self.entries[lo..].iter().for_each(&mut take);
             self.entries[..hi].iter().for_each(take);
-        }
-    }
-}
-
-/// The hub's task: sleep until the next clock's phase, wake the clocks due, repeat. It lives as
-/// long as its runtime (idle, with no timer armed, while the runtime has no clock).
-async fn run_hub(hub: Arc<Hub>) {
-    let period = hub.period_nanos();
-    let mut schedule = Schedule::default();
-    let mut woken = Vec::new();
-    let timer = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(timer);
-    let mut last = Instant::now();
-    loop {
-        // The time first, then the requests: a clock that moved after this reading waits for a
-        // phase after it, which the next pass covers.
-        let now = Instant::now();
-        while let Some(request) = hub.requests.pop() {
-            schedule.apply(request);
-        }
-        if now > last {
-            let whole = (now - last).as_nanos() >= u128::from(period);
-            schedule.collect(hub.phase_of(last), hub.phase_of(now), whole, &mut woken);
-            last = now;
-        }
-        for waker in woken.drain(..) {
-            waker.wake();
-        }
-        // A request sent since the drain left a permit in `changed`: no change is missed.
-        match schedule.next_after(hub.phase_of(last), period) {
-            Some(wait) => {
-                timer.as_mut().reset(last + Duration::from_nanos(wait));
-                tokio::select! {
-                    biased;
-                    () = &mut timer => {}
-                    () = hub.changed.notified() => {}
-                }
-            }
-            None => hub.changed.notified().await,
         }
     }
 }
