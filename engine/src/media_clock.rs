@@ -7,10 +7,12 @@
 //!
 //! [`ClockSource::Shared`] keeps the clocks out of the wheel. A clock registers its phase (its
 //! due time modulo the period) once with its runtime's hub, and again only when the phase
-//! moves (the phase aligner, a change of grid tier). The hub's task keeps the phases sorted,
-//! sleeps on a single timer until the next one and wakes the clocks due then, in phase order.
-//! A tick takes no lock: the clock checks the time and, when it must wait, leaves its waker in
-//! an [`AtomicWaker`]. Registrations go to the hub through a lock-free queue.
+//! moves (the phase aligner, a change of grid tier). The hub keeps the phases sorted and one
+//! timer set for the next of them; the timer's waker is the hub itself, so when the runtime's
+//! driver fires it, the hub wakes the clocks due right inside the driver's wake-up batch, in
+//! phase order, and sets the timer again. A tick takes no lock: the clock checks the time and,
+//! when it must wait, leaves its waker in an [`AtomicWaker`]. A registration takes the hub's
+//! lock (at a call's start and end and when its phase moves, not per tick).
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -27,12 +29,10 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 ///
 /// The shared timer suits a single-threaded runtime (a [`crate::workers::CallWorkers`]
 /// worker): at 1000 G.711 calls on per-core workers it cut the engine's CPU, pacing p99 and
-/// voice-to-voice p99 in every alternated run. On a work-stealing runtime its task wakes the
-/// calls due one after another from inside a task, each wake calls a parked sibling worker,
-/// which the kernel runs on the same CPU, and the two preempt each other every few
-/// microseconds (BENCHMARKS.md, "One timer for all calls' clocks"); there tokio's own timer,
-/// which fires its entries while the worker is parked and calls its siblings once per batch,
-/// does better. [`ClockSource::Auto`] picks by the runtime.
+/// voice-to-voice p99 in every alternated run. On a work-stealing runtime it lowered pacing p99
+/// at 1000 G.711 calls in every alternated run too, and was even at 50 and 150 Opus calls
+/// (BENCHMARKS.md, "One timer for all calls' clocks"); [`ClockSource::Auto`] keeps tokio's
+/// timer there until the published load sweep is rerun with it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ClockSource {
     /// [`ClockSource::Shared`] on a single-threaded runtime, [`ClockSource::Interval`] on a
@@ -576,7 +576,7 @@ mod tests {
         let (mut ca, mut cb) = (clock_on(&a), clock_on(&b));
         let (ha, hb) = (hub_of(&ca), hub_of(&cb));
         assert!(!Arc::ptr_eq(&ha, &hb));
-        // Each ticks on its own runtime, served by that runtime's hub task.
+        // Each ticks on its own runtime, served by that runtime's hub.
         let first = a.block_on(ca.tick());
         assert_eq!(a.block_on(ca.tick()), first + FRAME);
         let first = b.block_on(cb.tick());
