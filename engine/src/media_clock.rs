@@ -305,12 +305,18 @@ impl Hub {
     /// holds the state: then that holder runs them before it lets go.
     fn run_passes(&self) {
         self.wanted.store(true, Ordering::SeqCst);
-        let state = match self.state.try_lock() {
-            Ok(state) => state,
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
-        };
-        self.passes_then_unlock(state);
+        if let Some(state) = self.try_state() {
+            self.passes_then_unlock(state);
+        }
+    }
+
+    /// The state, unless another thread (or this one) holds it.
+    fn try_state(&self) -> Option<MutexGuard<'_, HubState>> {
+        match self.state.try_lock() {
+            Ok(state) => Some(state),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     fn passes_then_unlock<'a>(&'a self, mut state: MutexGuard<'a, HubState>) {
@@ -323,11 +329,10 @@ impl Hub {
             if !self.wanted.load(Ordering::SeqCst) {
                 return;
             }
-            state = match self.state.try_lock() {
-                Ok(state) => state,
-                Err(TryLockError::Poisoned(e)) => e.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
-            };
+            match self.try_state() {
+                Some(again) => state = again,
+                None => return,
+            }
         }
     }
 
