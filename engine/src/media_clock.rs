@@ -25,6 +25,8 @@ use atomic_waker::AtomicWaker;
 use tokio::runtime::{Handle, Id as RuntimeId, RuntimeFlavor};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
+use crate::tick_grid::{epoch, into_period};
+
 /// Where a media clock's wake-ups come from.
 ///
 /// The shared timer suits a single-threaded runtime (a [`crate::workers::CallWorkers`]
@@ -204,8 +206,6 @@ enum Request {
 /// worker once for the batch, not once per task).
 struct Hub {
     period: Duration,
-    /// Phases are counted from here.
-    epoch: Instant,
     keys: AtomicU64,
     state: Mutex<HubState>,
     /// A pass is wanted: set by whoever could not take `state`, run by whoever holds it.
@@ -273,7 +273,6 @@ impl Hub {
         let now = Instant::now();
         let hub = Arc::new_cyclic(|me| Hub {
             period,
-            epoch: now,
             keys: AtomicU64::new(0),
             state: Mutex::new(HubState {
                 schedule: Schedule::default(),
@@ -378,13 +377,7 @@ impl Hub {
 
     /// How far `t` lies into its period, in nanoseconds.
     fn phase_of(&self, t: Instant) -> u64 {
-        let period = self.period.as_nanos();
-        if t >= self.epoch {
-            ((t - self.epoch).as_nanos() % period) as u64
-        } else {
-            let before = (self.epoch - t).as_nanos() % period;
-            (if before == 0 { 0 } else { period - before }) as u64
-        }
+        into_period(t, epoch(), self.period).as_nanos() as u64
     }
 }
 

@@ -104,14 +104,7 @@ impl TickGrid {
 
     /// How far `t` is past the grid point at or before it.
     fn past_point(&self, t: Instant) -> Duration {
-        let epoch = epoch() + self.offset;
-        let step = self.step.as_nanos();
-        if t >= epoch {
-            nanos((t - epoch).as_nanos() % step)
-        } else {
-            let before = (epoch - t).as_nanos() % step;
-            nanos(if before == 0 { 0 } else { step - before })
-        }
+        into_period(t, epoch() + self.offset, self.step)
     }
 }
 
@@ -307,8 +300,21 @@ fn nanos(n: u128) -> Duration {
     Duration::from_nanos(n as u64)
 }
 
-/// The origin every grid point is counted from, shared by all calls in the process.
-fn epoch() -> Instant {
+/// How far `t` lies past the last of the points `period` apart through `origin` (at or before
+/// `t`, on either side of `origin`).
+pub(crate) fn into_period(t: Instant, origin: Instant, period: Duration) -> Duration {
+    let step = period.as_nanos();
+    if t >= origin {
+        nanos((t - origin).as_nanos() % step)
+    } else {
+        let before = (origin - t).as_nanos() % step;
+        nanos(if before == 0 { 0 } else { step - before })
+    }
+}
+
+/// The origin every grid point (and media clock phase) is counted from, the same for every
+/// call in the process.
+pub(crate) fn epoch() -> Instant {
     static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
     Instant::from_std(*EPOCH.get_or_init(std::time::Instant::now))
 }
