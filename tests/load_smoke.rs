@@ -96,7 +96,7 @@ fn three_opus_calls_run_end_to_end_on_per_core_workers_with_the_shared_timer() {
     check(
         Codec::Opus,
         RuntimeKind::PerCore,
-        ClockSource::Auto,
+        ClockSource::default(),
         "shared",
     );
 }
@@ -106,7 +106,7 @@ fn three_opus_calls_run_end_to_end_on_a_shared_runtime_with_interval_clocks() {
     check(
         Codec::Opus,
         RuntimeKind::Shared,
-        ClockSource::Auto,
+        ClockSource::Interval,
         "interval",
     );
 }
@@ -116,7 +116,7 @@ fn three_pcmu_calls_run_end_to_end_on_a_shared_runtime_with_the_shared_timer() {
     check(
         Codec::Pcmu,
         RuntimeKind::Shared,
-        ClockSource::Shared,
+        ClockSource::default(),
         "shared",
     );
 }
@@ -140,7 +140,7 @@ fn command_line_options_parse_into_the_config() {
         "--engine-runtime",
         "per-core",
         "--media-clock",
-        "shared",
+        "interval",
         "--history-limit",
         "40",
         "--scaling",
@@ -154,7 +154,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.threads, 1);
     assert_eq!(config.stagger, Duration::from_millis(500));
     assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
-    assert_eq!(config.media_clock, ClockSource::Shared);
+    assert_eq!(config.media_clock, ClockSource::Interval);
     assert_eq!(config.history_limit, HistoryLimit::Latest(40));
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
     let Ok(Command::Run { config, scaling }) = parse(&[]) else {
@@ -165,7 +165,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.codec, Codec::Opus);
     assert_eq!(config.complexity, 5);
     assert_eq!(config.engine_runtime, RuntimeKind::Shared);
-    assert_eq!(config.media_clock, ClockSource::Auto);
+    assert_eq!(config.media_clock, ClockSource::Shared);
     assert_eq!(config.history_limit, HistoryLimit::default());
     let Ok(Command::Run { config, .. }) = parse(&["--history-limit", "all"]) else {
         panic!("the whole conversation");

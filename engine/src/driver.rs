@@ -143,9 +143,8 @@ pub struct DriverOptions {
     /// [`TickSnap::Auto`]: one 4 ms grid while few calls share each core, two interleaved
     /// ones with more, each call's own phase with many ([`crate::tick_grid::AutoTier`]).
     pub tick_snap: TickSnap,
-    /// What wakes the media clock: one timer per runtime shared by every call, or a tokio
-    /// `Interval` per call; by default the former on a single-threaded runtime and the latter
-    /// on a work-stealing one (see [`crate::media_clock`]).
+    /// What wakes the media clock: one timer per runtime shared by every call (the default),
+    /// or a tokio `Interval` per call (see [`crate::media_clock`]).
     pub media_clock: ClockSource,
 }
 

@@ -22,42 +22,26 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
-use tokio::runtime::{Handle, Id as RuntimeId, RuntimeFlavor};
+use tokio::runtime::{Handle, Id as RuntimeId};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::tick_grid::{epoch, into_period};
 
 /// Where a media clock's wake-ups come from.
 ///
-/// The shared timer suits a single-threaded runtime (a [`crate::workers::CallWorkers`]
-/// worker): at 1000 G.711 calls on per-core workers it cut the engine's CPU, pacing p99 and
-/// voice-to-voice p99 in every alternated run. On a work-stealing runtime it lowered pacing p99
-/// at 1000 G.711 calls in every alternated run too, and was even at 50 and 150 Opus calls
-/// (BENCHMARKS.md, "One timer for all calls' clocks"); [`ClockSource::Auto`] keeps tokio's
-/// timer there until the published load sweep is rerun with it.
+/// The shared timer is the default on every runtime: at 1000 G.711 calls it lowered pacing p99
+/// in every alternated run, on per-core workers (with CPU and voice-to-voice p99 lower too) and
+/// on a work-stealing runtime, and it was even at 50 to 200 Opus calls (BENCHMARKS.md, "One
+/// timer for all calls' clocks"). [`ClockSource::Interval`] stays for comparison.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ClockSource {
-    /// [`ClockSource::Shared`] on a single-threaded runtime, [`ClockSource::Interval`] on a
-    /// multi-threaded one.
-    #[default]
-    Auto,
     /// One timer per runtime for every clock of the same period; each clock registers its
     /// phase with it and is woken in phase order (no per-tick timer re-arm, no lock per tick).
+    #[default]
     Shared,
     /// A tokio `Interval` per clock: an entry in the runtime's timer wheel, re-armed every
     /// tick.
     Interval,
-}
-
-impl ClockSource {
-    /// The source used on a runtime of `flavor` (resolves [`ClockSource::Auto`]).
-    pub fn on(self, flavor: RuntimeFlavor) -> ClockSource {
-        match self {
-            ClockSource::Auto if flavor == RuntimeFlavor::CurrentThread => ClockSource::Shared,
-            ClockSource::Auto => ClockSource::Interval,
-            chosen => chosen,
-        }
-    }
 }
 
 /// A periodic clock that catches up in a burst when late (each missed tick fires at once),
@@ -83,9 +67,9 @@ impl MediaClock {
     /// Outside a tokio runtime, or when `period` is zero.
     pub fn new(source: ClockSource, first: Instant, period: Duration) -> MediaClock {
         assert!(!period.is_zero(), "a media clock needs a period");
-        let inner = match source.on(Handle::current().runtime_flavor()) {
+        let inner = match source {
             ClockSource::Shared => Inner::Shared(HubClock::new(first, period)),
-            ClockSource::Interval | ClockSource::Auto => {
+            ClockSource::Interval => {
                 let mut interval = tokio::time::interval_at(first, period);
                 interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
                 Inner::Interval(interval)
@@ -631,20 +615,8 @@ mod tests {
     }
 
     #[test]
-    fn auto_picks_the_shared_timer_on_a_single_threaded_runtime_only() {
-        assert_eq!(
-            ClockSource::Auto.on(RuntimeFlavor::CurrentThread),
-            ClockSource::Shared
-        );
-        assert_eq!(
-            ClockSource::Auto.on(RuntimeFlavor::MultiThread),
-            ClockSource::Interval
-        );
-        for chosen in [ClockSource::Shared, ClockSource::Interval] {
-            for flavor in [RuntimeFlavor::CurrentThread, RuntimeFlavor::MultiThread] {
-                assert_eq!(chosen.on(flavor), chosen);
-            }
-        }
+    fn the_shared_timer_is_the_default_and_both_sources_run_on_both_runtime_flavors() {
+        assert_eq!(ClockSource::default(), ClockSource::Shared);
         let single = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -654,15 +626,32 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let make = || MediaClock::new(ClockSource::Auto, Instant::now(), FRAME);
-        assert!(matches!(
-            single.block_on(async { make() }).inner,
-            Inner::Shared(_)
-        ));
-        assert!(matches!(
-            multi.block_on(async { make() }).inner,
-            Inner::Interval(_)
-        ));
+        for runtime in [&single, &multi] {
+            for source in [ClockSource::Shared, ClockSource::Interval] {
+                let dues = runtime.block_on(async {
+                    // Started ten periods ago: the missed ticks come at once, no waiting.
+                    let first = Instant::now() - FRAME * 10;
+                    let mut clock = MediaClock::new(source, first, FRAME);
+                    match (&clock.inner, source) {
+                        (Inner::Shared(_), ClockSource::Shared)
+                        | (Inner::Interval(_), ClockSource::Interval) => {}
+                        _ => panic!("{source:?} built the other kind of clock"),
+                    }
+                    let mut dues = Vec::new();
+                    for _ in 0..5 {
+                        dues.push(clock.tick().await - first);
+                    }
+                    dues
+                });
+                let expected: Vec<_> = (0..5).map(|k| FRAME * k).collect();
+                assert_eq!(
+                    dues,
+                    expected,
+                    "{source:?} on {:?}",
+                    runtime.handle().runtime_flavor()
+                );
+            }
+        }
     }
 
     #[test]

@@ -27,7 +27,6 @@ use std::time::Duration;
 use crate::cpu::this_thread_cpu;
 use serde::Serialize;
 use tokio::net::UdpSocket;
-use tokio::runtime::RuntimeFlavor;
 use tokio::time::{Instant, MissedTickBehavior};
 use voxline::codecs::rtp::SenderConfig;
 use voxline::codecs::{
@@ -448,11 +447,10 @@ Options:
                            one work-stealing runtime for every call, or one
                            single-threaded runtime per engine thread with each call
                            staying on its worker [default: shared]
-  --media-clock auto|shared|interval
+  --media-clock shared|interval
                            the calls' 20 ms clocks served by one timer per runtime, or
-                           each its own tokio Interval in the runtime's timer wheel;
-                           auto: shared on per-core workers, interval on the shared
-                           runtime [default: auto]
+                           each its own tokio Interval in the runtime's timer wheel
+                           [default: shared]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
@@ -564,11 +562,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                     option,
                     value,
                     &[
-                        ("auto", ClockSource::Auto),
                         ("shared", ClockSource::Shared),
                         ("interval", ClockSource::Interval),
                     ],
-                    "`auto`, `shared` or `interval`",
+                    "`shared` or `interval`",
                 )?
             }
             "--engine-priority" | "--caller-priority" => {
@@ -2459,7 +2456,7 @@ pub struct LoadReport {
     /// work-stealing runtime).
     pub engine_runtime: &'static str,
     /// What woke the calls' media clocks: `shared` (one timer per runtime) or `interval`
-    /// (a tokio `Interval` per call); `--media-clock auto` is reported as the one it chose.
+    /// (a tokio `Interval` per call).
     pub media_clock: &'static str,
     /// The engine threads' scheduling: `normal` or `realtime (SCHED_FIFO n)`.
     pub engine_priority: String,
@@ -2995,12 +2992,9 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         phase_shifts,
         tick_grid_moves: grid_moves,
         engine_runtime: config.engine_runtime.name(),
-        media_clock: match config.media_clock.on(match config.engine_runtime {
-            RuntimeKind::PerCore => RuntimeFlavor::CurrentThread,
-            RuntimeKind::Shared => RuntimeFlavor::MultiThread,
-        }) {
+        media_clock: match config.media_clock {
             ClockSource::Shared => "shared",
-            ClockSource::Interval | ClockSource::Auto => "interval",
+            ClockSource::Interval => "interval",
         },
         engine_priority: priority_name(config.engine_priority),
         caller_priority: priority_name(config.caller_priority),
