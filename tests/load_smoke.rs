@@ -31,7 +31,7 @@ fn smoke(codec: Codec, runtime: RuntimeKind, clock: ClockSource) -> LoadConfig {
     }
 }
 
-/// `clock` is what the report should name: what `auto` chose on `runtime`.
+/// `clock` is what the report should name: the source the calls used.
 fn check(codec: Codec, runtime: RuntimeKind, source: ClockSource, clock: &str) {
     let report = harness::run(&smoke(codec, runtime, source)).expect("the harness runs");
     assert_eq!(report.calls, 3);
@@ -86,6 +86,8 @@ fn check(codec: Codec, runtime: RuntimeKind, source: ClockSource, clock: &str) {
         "barge_in_ms_p99",
         "latency_split_ms",
         "media_clock",
+        "load_shedding",
+        "shed_tick_share",
     ] {
         assert!(json.get(key).is_some(), "report lacks `{key}`");
     }
@@ -141,6 +143,10 @@ fn command_line_options_parse_into_the_config() {
         "per-core",
         "--media-clock",
         "interval",
+        "--load-shedding",
+        "on",
+        "--shed-sustain-ms",
+        "0",
         "--history-limit",
         "40",
         "--scaling",
@@ -155,6 +161,8 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.stagger, Duration::from_millis(500));
     assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
     assert_eq!(config.media_clock, ClockSource::Interval);
+    assert!(config.load_shedding);
+    assert_eq!(config.shed_sustain, Duration::ZERO);
     assert_eq!(config.history_limit, HistoryLimit::Latest(40));
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
     let Ok(Command::Run { config, scaling }) = parse(&[]) else {
@@ -166,6 +174,11 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.complexity, 5);
     assert_eq!(config.engine_runtime, RuntimeKind::Shared);
     assert_eq!(config.media_clock, ClockSource::Shared);
+    assert!(
+        !config.load_shedding,
+        "the encoders keep their complexity by default"
+    );
+    assert_eq!(config.shed_sustain, Duration::from_millis(60));
     assert_eq!(config.history_limit, HistoryLimit::default());
     let Ok(Command::Run { config, .. }) = parse(&["--history-limit", "all"]) else {
         panic!("the whole conversation");

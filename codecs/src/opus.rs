@@ -435,6 +435,21 @@ impl OpusEncoder {
         Ok(())
     }
 
+    /// Changes the CPU/quality trade-off mid-stream (0–10), e.g. to shed load while the
+    /// machine cannot keep up; takes effect from the next packet, allocates nothing.
+    pub fn set_complexity(&mut self, complexity: u8) -> Result<(), CodecError> {
+        OpusConfig {
+            complexity,
+            ..self.config
+        }
+        .validate()?;
+        self.encoder
+            .set_complexity(complexity)
+            .map_err(opus_err("set complexity"))?;
+        self.config.complexity = complexity;
+        Ok(())
+    }
+
     /// Changes the expected loss mid-stream (e.g. from RTCP receiver reports).
     pub fn set_expected_loss(&mut self, pct: u8) -> Result<(), CodecError> {
         OpusConfig {
@@ -580,6 +595,47 @@ mod tests {
             eprintln!("{} Hz: correlation 5 ms off alignment {off:.4}", rate.hz());
             assert!(off < 0.5, "{rate:?}: misaligned correlation {off:.3}");
         }
+    }
+
+    #[test]
+    fn complexity_changes_mid_stream_and_the_speech_survives() {
+        let rate = SampleRate::Hz24000;
+        let pcm = synthetic_speech(rate, SECONDS);
+        let mut enc = OpusEncoder::new(rate, OpusConfig::default()).unwrap();
+        assert_eq!(enc.encoder.complexity().unwrap(), 5);
+        assert!(matches!(
+            enc.set_complexity(11),
+            Err(CodecError::InvalidConfig { .. })
+        ));
+        assert_eq!(
+            enc.config().complexity,
+            5,
+            "a refused change keeps the setting"
+        );
+        let mut buf = [0u8; RECOMMENDED_OPUS_OUTPUT_BYTES];
+        let mut packets = Vec::new();
+        for (i, frame) in frames(rate, &pcm).into_iter().enumerate() {
+            // Half the stream at complexity 1 in the middle, as while shedding load.
+            match i {
+                25 => enc.set_complexity(1).unwrap(),
+                75 => enc.set_complexity(5).unwrap(),
+                _ => {}
+            }
+            if i == 25 {
+                assert_eq!(enc.encoder.complexity().unwrap(), 1);
+                assert_eq!(enc.config().complexity, 1);
+            }
+            enc.push_frame(&frame).unwrap();
+            while let Some(p) = enc.next_packet(&mut buf).unwrap() {
+                packets.push(buf[..p.len].to_vec());
+            }
+        }
+        assert_eq!(enc.encoder.complexity().unwrap(), 5);
+        assert_eq!(packets.len(), (SECONDS * 50.0) as usize);
+        let out = decode_all(rate, &packets);
+        let delay_ms = enc.lookahead_samples() as f64 / rate.samples_per_ms() as f64;
+        let (_, corr, _) = aligned(rate, delay_ms, &pcm, &out);
+        assert!(corr >= MIN_CORRELATION, "correlation {corr:.3}");
     }
 
     /// Real synthetic speech from espeak-ng (22.05 kHz), resampled to 16 kHz,

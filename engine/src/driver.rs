@@ -19,6 +19,7 @@ use voxline_codecs::{AudioFrame, SampleRate, FRAME_MS};
 use crate::call::{
     Action, Call, CallCommand, CallSettings, CallStatus, CommandError, EndReason, EventRecord, OpId,
 };
+use crate::load_shedding::LoadShedder;
 use crate::media_clock::{ClockSource, MediaClock};
 use crate::platform::{CallControlResponse, ControlCommand, RateLimited, RateLimiter};
 use crate::provider::{
@@ -87,6 +88,12 @@ pub trait MediaPort: Send + 'static {
     fn agent_rate(&self) -> SampleRate {
         SampleRate::Hz24000
     }
+    /// The machine is behind (see [`crate::load_shedding`]): encode more cheaply while `shed`
+    /// holds. Called when the state changes, from the call task; must not block or allocate.
+    /// The default ignores it.
+    fn set_load_shedding(&mut self, shed: bool) {
+        let _ = shed;
+    }
 }
 
 /// The providers a call uses; the pipeline picks STT+LLM+TTS or the realtime model.
@@ -146,6 +153,10 @@ pub struct DriverOptions {
     /// What wakes the media clock: one timer per runtime shared by every call (the default),
     /// or a tokio `Interval` per call (see [`crate::media_clock`]).
     pub media_clock: ClockSource,
+    /// Shed load together with the other calls holding the same [`LoadShedder`]: a tick that
+    /// leaves late engages it, and while it holds the call's port encodes more cheaply.
+    /// Default `None`: the encoder keeps its settings whatever the load.
+    pub load_shedding: Option<Arc<LoadShedder>>,
 }
 
 impl Default for DriverOptions {
@@ -159,6 +170,7 @@ impl Default for DriverOptions {
             align_media_phase: true,
             tick_snap: TickSnap::Auto,
             media_clock: ClockSource::default(),
+            load_shedding: None,
         }
     }
 }
@@ -415,6 +427,8 @@ pub struct MediaCounters {
     pub grid_moves: u64,
     /// When the first deadline misses were due, to line them up with what else the machine did.
     pub late_tick_times: LateTickTimes,
+    /// Ticks during which the call shed load ([`DriverOptions::load_shedding`]).
+    pub shed_ticks: u64,
     /// The longest a tick's own work took (from the task starting it to its frame leaving).
     #[serde(rename = "tick_work_max_us", serialize_with = "as_micros")]
     pub tick_work_max: Duration,
@@ -989,6 +1003,7 @@ impl<P: MediaPort> CallTask<P> {
         let mut transport_open = true;
         let mut control_limit = options.control_rate_limit.clone();
         let mut phase = PhaseAligner::default();
+        let mut shedding = false;
 
         loop {
             tokio::select! {
@@ -1047,6 +1062,14 @@ impl<P: MediaPort> CallTask<P> {
                         }
                     }
                     call.tick(now);
+                    if let Some(shedder) = options.load_shedding.as_deref() {
+                        let shed = shedder.is_shedding(began);
+                        if shed != shedding {
+                            shedding = shed;
+                            port.set_load_shedding(shed);
+                        }
+                        counters.shed_ticks += u64::from(shed);
+                    }
                     // Nothing is recorded before the call is live and consent is given.
                     let slot = match (call.forwards_caller_audio(), have_caller) {
                         (false, _) => SlotRecord::Nothing,
@@ -1073,6 +1096,9 @@ impl<P: MediaPort> CallTask<P> {
                     let late = done.saturating_duration_since(due);
                     let work = done.saturating_duration_since(began);
                     counters.lateness.record(late);
+                    if let Some(shedder) = options.load_shedding.as_deref() {
+                        shedder.observe(done, late);
+                    }
                     counters.tick_work_max = counters.tick_work_max.max(work);
                     if late > LATE_TICK {
                         counters.late_tick_work_max = counters.late_tick_work_max.max(work);

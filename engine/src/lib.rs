@@ -9,6 +9,7 @@ pub use voxline_codecs as codecs;
 pub mod call;
 pub mod config;
 pub mod driver;
+pub mod load_shedding;
 pub mod media;
 pub mod media_clock;
 pub mod platform;

@@ -405,3 +405,93 @@ async fn a_tick_that_runs_long_is_counted_as_a_late_tick_of_long_work() {
         "{media:?}"
     );
 }
+
+/// A PCM port that records when the driver asked it to shed load, and what.
+struct SheddingPort {
+    inner: PcmPort,
+    asked: Arc<Mutex<Vec<(Duration, bool)>>>,
+    now: Duration,
+}
+
+impl MediaPort for SheddingPort {
+    fn recv(
+        &mut self,
+        epoch: tokio::time::Instant,
+    ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
+        self.inner.recv(epoch)
+    }
+
+    fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
+        self.now = now;
+        self.inner.caller_frame(now, out)
+    }
+
+    fn send_agent_frame(&mut self, now: Duration, frame: Option<&AudioFrame>) -> io::Result<()> {
+        self.inner.send_agent_frame(now, frame)
+    }
+
+    fn caller_rate(&self) -> SampleRate {
+        self.inner.caller_rate()
+    }
+
+    fn set_load_shedding(&mut self, shed: bool) {
+        self.asked.lock().unwrap().push((self.now, shed));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_sharing_a_shedder_shed_load_together_while_it_holds() {
+    use voxline_engine::load_shedding::LoadShedder;
+    let shedder = Arc::new(LoadShedder::new(s(5), Duration::ZERO, s(2000)));
+    let mut calls = Vec::new();
+    for shared in [true, true, false] {
+        let (inner, _agent) = PcmPort::new(Vec::new());
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let port = SheddingPort {
+            inner,
+            asked: asked.clone(),
+            now: Duration::ZERO,
+        };
+        let (task, control, _events) = new_call(
+            CallSettings::default(),
+            providers(
+                ScriptedStt::new(Vec::<String>::new()),
+                ScriptedLlm::always("Fine."),
+            ),
+            port,
+            DriverOptions {
+                load_shedding: shared.then(|| shedder.clone()),
+                ..DriverOptions::default()
+            },
+        );
+        calls.push((shared, tokio::spawn(task.run()), control, asked));
+    }
+    // On virtual time no tick is late: the shedder holds only when something engages it,
+    // here a late tick seen 1 s into the calls (as another call on the machine would report;
+    // with no sustain, one late tick is enough).
+    tokio::time::sleep(s(1000)).await;
+    shedder.observe(tokio::time::Instant::now(), s(30));
+    assert_eq!(shedder.engagements(), 1);
+    tokio::time::sleep(s(4000)).await;
+    for (shared, call, control, asked) in calls.iter_mut() {
+        control.hang_up().unwrap();
+        let outcome = call.await.unwrap();
+        let asked = asked.lock().unwrap().clone();
+        if !*shared {
+            assert!(
+                asked.is_empty(),
+                "a call without the shedder is never asked"
+            );
+            assert_eq!(outcome.media.shed_ticks, 0);
+            continue;
+        }
+        // Asked once to shed at the first tick after the late one, once to stop 2 s later.
+        assert_eq!(asked.len(), 2, "{asked:?}");
+        let ((on_at, on), (off_at, off)) = (asked[0], asked[1]);
+        assert!(on && !off, "{asked:?}");
+        assert!(on_at >= s(1000) && on_at <= s(1020), "{asked:?}");
+        assert!(off_at >= s(3000) && off_at <= s(3020), "{asked:?}");
+        // One tick of each 20 ms in between shed load.
+        assert_eq!(outcome.media.shed_ticks, 100, "{asked:?}");
+    }
+}

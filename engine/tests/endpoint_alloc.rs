@@ -98,6 +98,12 @@ fn steady_state_echo_does_not_allocate() {
                 COUNTING.with(|c| c.set(true));
             }
             tick.tick().await;
+            // Shedding load and giving it back changes the encoder in place.
+            match i {
+                60 => out.set_load_shedding(true),
+                80 => out.set_load_shedding(false),
+                _ => {}
+            }
             frame.reset(SampleRate::Hz48000, FrameOrigin::Received);
             voiced_signal(SampleRate::Hz48000, i * 960, frame.samples_mut());
             if let Some(p) = out.next_packet(Some(&frame)) {
@@ -111,6 +117,8 @@ fn steady_state_echo_does_not_allocate() {
         let stats = endpoint.close().await;
         echo.abort();
         assert!(echoed > 60, "the echo flowed: {echoed} packets");
+        assert_eq!(out.counters().encode_errors, 0);
+        assert_eq!(out.opus_complexity(), Some(5));
         assert!(stats.inbound.frames_decoded >= 95, "{:?}", stats.inbound);
         ALLOCATIONS.load(Ordering::Relaxed)
     });

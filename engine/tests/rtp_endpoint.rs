@@ -496,3 +496,49 @@ fn surplus_delay_is_shed_in_pauses_and_never_in_voice() {
     assert_eq!(voice.frames_shortened, 0, "{voice:?}");
     assert!(delay >= Duration::from_millis(80), "{delay:?}");
 }
+
+#[test]
+fn shedding_load_lowers_the_opus_complexity_and_gives_it_back() {
+    let config = opus_config();
+    let mut out = OutboundMedia::new(&config).expect("opus outbound");
+    let rate = out.codec_rate();
+    assert_eq!(out.opus_complexity(), Some(config.opus.complexity));
+    let mut sent = 0;
+    for i in 0..150 {
+        match i {
+            50 => out.set_load_shedding(true),
+            100 => out.set_load_shedding(false),
+            _ => {}
+        }
+        let want = if (50..100).contains(&i) {
+            config.opus_shed_complexity
+        } else {
+            config.opus.complexity
+        };
+        assert_eq!(out.opus_complexity(), Some(want), "frame {i}");
+        assert_eq!(out.is_shedding_load(), (50..100).contains(&i));
+        if out.next_packet(Some(&voiced_frame(rate, i))).is_some() {
+            sent += 1;
+        }
+    }
+    // Every frame went out whatever the complexity, and no change failed.
+    assert_eq!(sent, 150);
+    assert_eq!(out.counters().encode_errors, 0);
+
+    // G.711 costs next to nothing: there is no complexity to lower.
+    let mut registry = PayloadRegistry::new();
+    registry
+        .insert(0, PayloadFormat::Pcmu)
+        .expect("pcmu mapping");
+    let mut pcmu = OutboundMedia::new(&MediaConfig::new(registry, 0)).expect("pcmu outbound");
+    pcmu.set_load_shedding(true);
+    assert_eq!(pcmu.opus_complexity(), None);
+    assert!(pcmu.is_shedding_load());
+
+    // A shed complexity libopus does not have is refused when the media is built.
+    let bad = MediaConfig {
+        opus_shed_complexity: 11,
+        ..opus_config()
+    };
+    assert!(OutboundMedia::new(&bad).is_err());
+}

@@ -39,6 +39,7 @@ use voxline::engine::call::{CallEvent, CallSettings, EndReason, HistoryLimit};
 use voxline::engine::driver::{
     new_call, DriverOptions, EventStream, LatenessHistogram, MediaCounters, ProviderSet,
 };
+use voxline::engine::load_shedding::LoadShedder;
 use voxline::engine::media::{
     InboundCounters, MediaConfig, MediaError, OutboundCounters, PacketTransport, PolledUdpSocket,
     RtpPort,
@@ -291,6 +292,11 @@ pub struct LoadConfig {
     pub engine_runtime: RuntimeKind,
     /// `DriverOptions::media_clock`: what wakes the calls' media clocks.
     pub media_clock: ClockSource,
+    /// `DriverOptions::load_shedding`: every call shares one `LoadShedder`, so a late tick
+    /// lowers all Opus encoders' complexity for a while.
+    pub load_shedding: bool,
+    /// How long late ticks must keep coming before the calls shed load.
+    pub shed_sustain: Duration,
     /// Scheduling of the engine's threads: `Normal` (time-shared with the simulated callers
     /// and everything else), or real-time ([`ENGINE_RT_PRIORITY`]).
     pub engine_priority: ThreadPriority,
@@ -338,6 +344,8 @@ impl Default for LoadConfig {
             tick_snap: TickSnap::Auto,
             engine_runtime: RuntimeKind::Shared,
             media_clock: ClockSource::default(),
+            load_shedding: false,
+            shed_sustain: LoadShedder::DEFAULT_SUSTAIN,
             engine_priority: ThreadPriority::Normal,
             caller_priority: ThreadPriority::Normal,
             stagger: Duration::from_millis(1000),
@@ -430,6 +438,11 @@ Options:
                            [default: on]
   --stall-probe on|off     run a thread that sleeps 1 ms at a time and records the
                            machine's stalls (host_stalls) [default: on]
+  --load-shedding on|off   shed load together: when ticks 5 ms late keep coming for 60 ms,
+                           every call's Opus encoder complexity drops to 1 until 2 s
+                           after the last one [default: off]
+  --shed-sustain-ms MS     how long the late ticks must keep coming; 0 = the first one
+                           [default: 60]
   --tick-grid-ms auto|0|1|2|4|5|10|20
                            snap every call's ticks to a shared grid of this step so one
                            wake-up serves several calls; 0 = each clock at its own
@@ -586,6 +599,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
             }
             "--phase-align" => config.phase_align = on_off(option, value)?,
             "--stall-probe" => config.stall_probe = on_off(option, value)?,
+            "--load-shedding" => config.load_shedding = on_off(option, value)?,
+            "--shed-sustain-ms" => config.shed_sustain = ms(10_000, "0 to 10000 (ms)")?,
             "--tick-grid-ms" => {
                 const EXPECTED: &str = "auto, 0, 1, 2, 4, 5, 10 or 20 (ms)";
                 config.tick_snap = match value.as_str() {
@@ -652,7 +667,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 30] = [
+    const OPTIONS: [&str; 32] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -665,6 +680,8 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--tick-grid-ms",
         "--engine-runtime",
         "--media-clock",
+        "--load-shedding",
+        "--shed-sustain-ms",
         "--engine-priority",
         "--caller-priority",
         "--history-limit",
@@ -1028,6 +1045,8 @@ struct Shared {
     samples: LatencySamples,
     /// How long the stand-ins' waits really took, over all calls.
     waits: StandInWaits,
+    /// The calls' shared load shedder (`--load-shedding on`).
+    shedder: Option<Arc<LoadShedder>>,
 }
 
 /// The stand-ins' wait logs, shared by every call.
@@ -1738,6 +1757,7 @@ async fn run_call<T: PacketTransport, C: PacketTransport>(
         align_media_phase: shared.config.phase_align,
         tick_snap: shared.config.tick_snap,
         media_clock: shared.config.media_clock,
+        load_shedding: shared.shedder.clone(),
         ..DriverOptions::default()
     };
     let (task, control, events) =
@@ -2458,6 +2478,14 @@ pub struct LoadReport {
     /// What woke the calls' media clocks: `shared` (one timer per runtime) or `interval`
     /// (a tokio `Interval` per call).
     pub media_clock: &'static str,
+    /// Whether the calls shed load together (`--load-shedding`).
+    pub load_shedding: bool,
+    /// How long late ticks had to keep coming before the calls shed load, in ms.
+    pub shed_sustain_ms: u64,
+    /// Times a late tick engaged load shedding from rest.
+    pub load_shed_engagements: u64,
+    /// Share of all calls' ticks during which they shed load (0 to 1).
+    pub shed_tick_share: f64,
     /// The engine threads' scheduling: `normal` or `realtime (SCHED_FIFO n)`.
     pub engine_priority: String,
     /// The simulated callers' threads' scheduling, likewise.
@@ -2768,6 +2796,13 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         tts_clip: clip.into(),
         samples: LatencySamples::new(),
         waits: StandInWaits::default(),
+        shedder: config.load_shedding.then(|| {
+            Arc::new(LoadShedder::new(
+                LoadShedder::DEFAULT_TRIGGER,
+                config.shed_sustain,
+                LoadShedder::DEFAULT_HOLD,
+            ))
+        }),
     });
     let engine_rt = EngineRuntime::new(
         config.engine_runtime,
@@ -2829,7 +2864,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         (0u64, 0u64, 0u64, 0u64);
     let (mut speech_sent, mut noise_sent, mut unsent, mut send_failures) = (0u64, 0u64, 0u64, 0u64);
     let (mut interruptions, mut provider_errors) = (0u64, 0u64);
-    let (mut phase_shifts, mut grid_moves) = (0u64, 0u64);
+    let (mut phase_shifts, mut grid_moves, mut shed_ticks) = (0u64, 0u64, 0u64);
     let (mut tick_work_max, mut late_tick_work_max) = (Duration::ZERO, Duration::ZERO);
     let mut late_at: Vec<Duration> = Vec::new();
     for r in &results {
@@ -2846,6 +2881,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         misses += r.media.late_ticks;
         phase_shifts += r.media.phase_shifts;
         grid_moves += r.media.grid_moves;
+        shed_ticks += r.media.shed_ticks;
         tick_work_max = tick_work_max.max(r.media.tick_work_max);
         late_tick_work_max = late_tick_work_max.max(r.media.late_tick_work_max);
         let offset = r.started.saturating_duration_since(t0);
@@ -2995,6 +3031,14 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         media_clock: match config.media_clock {
             ClockSource::Shared => "shared",
             ClockSource::Interval => "interval",
+        },
+        load_shedding: config.load_shedding,
+        shed_sustain_ms: config.shed_sustain.as_millis() as u64,
+        load_shed_engagements: shared.shedder.as_ref().map_or(0, |s| s.engagements()),
+        shed_tick_share: if ticks == 0 {
+            0.0
+        } else {
+            round(shed_ticks as f64 / ticks as f64, 4)
         },
         engine_priority: priority_name(config.engine_priority),
         caller_priority: priority_name(config.caller_priority),

@@ -48,6 +48,9 @@ pub struct MediaConfig {
     pub remote: Option<SocketAddr>,
     /// Opus encoder settings when sending Opus.
     pub opus: OpusConfig,
+    /// Opus encoder complexity while the call sheds load (see [`crate::load_shedding`]);
+    /// default 1, about half the encoder's CPU of the default 5.
+    pub opus_shed_complexity: u8,
     /// Packet duration of what we send.
     pub packet: PacketDuration,
     /// Jitter buffer delay bounds: (min, initial, max). Defaults: 10, 10 and 200 ms.
@@ -85,6 +88,7 @@ impl MediaConfig {
             send_payload_type,
             remote: None,
             opus: OpusConfig::default(),
+            opus_shed_complexity: 1,
             packet: PacketDuration::Ms20,
             jitter_delay: (
                 Duration::from_millis(10),

@@ -29,6 +29,9 @@ pub struct OutboundMedia {
     sender: RtpSender,
     encoder: FrameEncoder,
     resampler: Option<(SampleRate, Resampler)>,
+    /// Opus complexity normally and while shedding load.
+    complexity: (u8, u8),
+    shedding: bool,
     send_silence: bool,
     talking: bool,
     /// Frames pushed into the encoder that have not yet produced a packet (40/60 ms packets).
@@ -58,6 +61,11 @@ impl OutboundMedia {
             }
             other => FrameEncoder::new(other, config.packet)?,
         };
+        voxline_codecs::OpusConfig {
+            complexity: config.opus_shed_complexity,
+            ..config.opus
+        }
+        .validate()?;
         // The sender advances by one packet per write; silence is skipped 20 ms at a time.
         let sender = RtpSender::new(SenderConfig {
             ssrc: config.ssrc,
@@ -72,6 +80,8 @@ impl OutboundMedia {
             sender,
             encoder,
             resampler: None,
+            complexity: (config.opus.complexity, config.opus_shed_complexity),
+            shedding: false,
             send_silence: config.send_silence,
             talking: false,
             pending_frames: 0,
@@ -88,6 +98,40 @@ impl OutboundMedia {
     /// The rate the encoder takes (agent frames at another rate are resampled).
     pub fn codec_rate(&self) -> SampleRate {
         self.encoder.rate()
+    }
+
+    /// Encodes more cheaply while `shed` holds (Opus: the shed complexity of
+    /// [`MediaConfig::opus_shed_complexity`]), as configured otherwise; other codecs cost
+    /// next to nothing and stay as they are. Allocates nothing.
+    pub fn set_load_shedding(&mut self, shed: bool) {
+        if shed == self.shedding {
+            return;
+        }
+        self.shedding = shed;
+        if let FrameEncoder::Opus(encoder) = &mut self.encoder {
+            let complexity = if shed {
+                self.complexity.1
+            } else {
+                self.complexity.0
+            };
+            // Both values were validated when the media was built.
+            if encoder.set_complexity(complexity).is_err() {
+                self.counters.encode_errors += 1;
+            }
+        }
+    }
+
+    /// Whether the encoder is shedding load now.
+    pub fn is_shedding_load(&self) -> bool {
+        self.shedding
+    }
+
+    /// The Opus encoder's complexity now (`None` for other codecs).
+    pub fn opus_complexity(&self) -> Option<u8> {
+        match &self.encoder {
+            FrameEncoder::Opus(encoder) => Some(encoder.config().complexity),
+            FrameEncoder::Pcm(_) => None,
+        }
     }
 
     /// Counters so far.

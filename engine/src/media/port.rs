@@ -468,4 +468,8 @@ impl<T: PacketTransport> MediaPort for RtpPort<T> {
     fn agent_rate(&self) -> SampleRate {
         self.outbound.codec_rate()
     }
+
+    fn set_load_shedding(&mut self, shed: bool) {
+        self.outbound.set_load_shedding(shed);
+    }
 }
