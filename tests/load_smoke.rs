@@ -146,7 +146,7 @@ fn command_line_options_parse_into_the_config() {
         "--load-shedding",
         "on",
         "--shed-sustain-ms",
-        "0",
+        "60",
         "--history-limit",
         "40",
         "--scaling",
@@ -162,7 +162,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
     assert_eq!(config.media_clock, ClockSource::Interval);
     assert!(config.load_shedding);
-    assert_eq!(config.shed_sustain, Duration::ZERO);
+    assert_eq!(config.shed_sustain, Duration::from_millis(60));
     assert_eq!(config.history_limit, HistoryLimit::Latest(40));
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
     let Ok(Command::Run { config, scaling }) = parse(&[]) else {
@@ -178,7 +178,7 @@ fn command_line_options_parse_into_the_config() {
         !config.load_shedding,
         "the encoders keep their complexity by default"
     );
-    assert_eq!(config.shed_sustain, Duration::from_millis(60));
+    assert_eq!(config.shed_sustain, Duration::ZERO);
     assert_eq!(config.history_limit, HistoryLimit::default());
     let Ok(Command::Run { config, .. }) = parse(&["--history-limit", "all"]) else {
         panic!("the whole conversation");

@@ -3,10 +3,10 @@
 //!
 //! On an Opus call the encoder is most of the work (BENCHMARKS.md: libopus is over 80 % of the
 //! engine threads' samples), and the load peaks when many agents speak at once. Past the point
-//! where the machine keeps up, every call's frames go out late together. A stall of the machine
-//! makes them late together too, but only for a frame or two, and shedding would not help: so
-//! the shedder engages only when ticks later than [`LoadShedder::trigger`] keep coming for
-//! [`LoadShedder::sustain`] (a gap of more than two frames without one starts over). It then
+//! where the machine keeps up, every call's frames go out late together. A tick later than
+//! [`LoadShedder::trigger`] engages shedding; with a [`LoadShedder::sustain`], only ticks that
+//! keep coming that long do (a gap of more than two frames without one starts over), so a
+//! stall of the machine of a frame or so, which shedding would not help, is let pass. It then
 //! holds for [`LoadShedder::hold`], extended by every late tick: while it holds, each call's
 //! port lowers its encoder's complexity ([`crate::driver::MediaPort::set_load_shedding`]), and
 //! restores it afterwards. The state is three atomic words: a tick reads one and a late tick
@@ -37,10 +37,12 @@ impl LoadShedder {
     /// A tick later than this engages shedding by default (pacing p99 is 2–4 ms at loads the
     /// machine carries; a frame is a deadline miss at 10 ms).
     pub const DEFAULT_TRIGGER: Duration = Duration::from_millis(5);
-    /// How long late ticks must keep coming before shedding engages by default: longer than
-    /// the machine's stalls of a frame or so, short of the 10 ms that makes a frame a miss
-    /// once a backlog builds.
-    pub const DEFAULT_SUSTAIN: Duration = Duration::from_millis(60);
+    /// How long late ticks must keep coming before shedding engages by default: none, the
+    /// first late tick engages it. At 200 Opus calls on two vCPUs that kept every frame on
+    /// time in five runs of five, where waiting 20 or 60 ms for a backlog to show let bursts
+    /// of late frames through (BENCHMARKS.md, "Shedding load at the knee"); a sustain makes
+    /// the calls shed less often, for hosts that value the encoder's quality more.
+    pub const DEFAULT_SUSTAIN: Duration = Duration::ZERO;
     /// A streak of late ticks ends after this long without one.
     pub const STREAK_GAP: Duration = Duration::from_millis(40);
     /// How long shedding holds after the last late tick by default: long enough to ride out a

@@ -438,11 +438,11 @@ Options:
                            [default: on]
   --stall-probe on|off     run a thread that sleeps 1 ms at a time and records the
                            machine's stalls (host_stalls) [default: on]
-  --load-shedding on|off   shed load together: when ticks 5 ms late keep coming for 60 ms,
-                           every call's Opus encoder complexity drops to 1 until 2 s
-                           after the last one [default: off]
-  --shed-sustain-ms MS     how long the late ticks must keep coming; 0 = the first one
-                           [default: 60]
+  --load-shedding on|off   shed load together: at a tick 5 ms late every call's Opus
+                           encoder complexity drops to 1 until 2 s after the last late
+                           tick [default: off]
+  --shed-sustain-ms MS     engage only when late ticks keep coming this long; 0 = at the
+                           first one [default: 0]
   --tick-grid-ms auto|0|1|2|4|5|10|20
                            snap every call's ticks to a shared grid of this step so one
                            wake-up serves several calls; 0 = each clock at its own
