@@ -406,52 +406,14 @@ async fn a_tick_that_runs_long_is_counted_as_a_late_tick_of_long_work() {
     );
 }
 
-/// A PCM port that records when the driver asked it to shed load, and what.
-struct SheddingPort {
-    inner: PcmPort,
-    asked: Arc<Mutex<Vec<(Duration, bool)>>>,
-    now: Duration,
-}
-
-impl MediaPort for SheddingPort {
-    fn recv(
-        &mut self,
-        epoch: tokio::time::Instant,
-    ) -> impl std::future::Future<Output = io::Result<MediaInput>> + Send + '_ {
-        self.inner.recv(epoch)
-    }
-
-    fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
-        self.now = now;
-        self.inner.caller_frame(now, out)
-    }
-
-    fn send_agent_frame(&mut self, now: Duration, frame: Option<&AudioFrame>) -> io::Result<()> {
-        self.inner.send_agent_frame(now, frame)
-    }
-
-    fn caller_rate(&self) -> SampleRate {
-        self.inner.caller_rate()
-    }
-
-    fn set_load_shedding(&mut self, shed: bool) {
-        self.asked.lock().unwrap().push((self.now, shed));
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn calls_sharing_a_shedder_shed_load_together_while_it_holds() {
     use voxline_engine::load_shedding::LoadShedder;
     let shedder = Arc::new(LoadShedder::new(s(5), Duration::ZERO, s(2000)));
     let mut calls = Vec::new();
     for shared in [true, true, false] {
-        let (inner, _agent) = PcmPort::new(Vec::new());
-        let asked = Arc::new(Mutex::new(Vec::new()));
-        let port = SheddingPort {
-            inner,
-            asked: asked.clone(),
-            now: Duration::ZERO,
-        };
+        let (port, _agent) = PcmPort::new(Vec::new());
+        let asked = port.shedding.clone();
         let (task, control, _events) = new_call(
             CallSettings::default(),
             providers(

@@ -33,6 +33,10 @@ pub struct PcmPort {
     pub agent: AgentLog,
     /// Whether agent frames go into `agent` (a port for a long call keeps nothing).
     log: bool,
+    /// When the driver asked the port to shed load or stop (call time of the tick), and which.
+    pub shedding: Arc<Mutex<Vec<(Duration, bool)>>>,
+    /// Call time of the current tick.
+    now: Duration,
 }
 
 impl PcmPort {
@@ -45,6 +49,8 @@ impl PcmPort {
                 sample: 0,
                 agent: agent.clone(),
                 log: true,
+                shedding: Arc::default(),
+                now: Duration::ZERO,
             },
             agent,
         )
@@ -69,6 +75,7 @@ impl MediaPort for PcmPort {
     }
 
     fn caller_frame(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
+        self.now = now;
         out.reset(SampleRate::Hz16000, FrameOrigin::Received);
         let speaking = self.speech.iter().any(|&(a, b)| now >= a && now < b);
         if speaking {
@@ -94,6 +101,12 @@ impl MediaPort for PcmPort {
 
     fn caller_rate(&self) -> SampleRate {
         SampleRate::Hz16000
+    }
+
+    fn set_load_shedding(&mut self, shed: bool) {
+        if let Ok(mut asked) = self.shedding.lock() {
+            asked.push((self.now, shed));
+        }
     }
 }
 
