@@ -63,7 +63,7 @@ def analyse(events, thread, wait_s, sleep_s, window_s, max_idle):
     use = collections.defaultdict(collections.Counter)
     cpus = set()
 
-    def account(cpu, start, end, comm):
+    def account(start, end, comm):
         name = "idle" if comm.startswith("swapper/") else comm
         at = start
         while at < end:
@@ -78,7 +78,7 @@ def analyse(events, thread, wait_s, sleep_s, window_s, max_idle):
         cpus.add(cpu)
         if cpu in running:
             start, comm = running[cpu]
-            account(cpu, start, t, comm)
+            account(start, t, comm)
         running[cpu] = (t, nxt)
         if prev == thread:
             (preempted if state.startswith("R") else slept)[prev_pid] = (t, state)

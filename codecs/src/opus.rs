@@ -423,44 +423,45 @@ impl OpusEncoder {
 
     /// Changes the target bitrate mid-stream (e.g. on congestion feedback).
     pub fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), CodecError> {
-        OpusConfig {
+        let changed = OpusConfig {
             bitrate_bps,
             ..self.config
-        }
-        .validate()?;
-        self.encoder
-            .set_bitrate(Bitrate::BitsPerSecond(bitrate_bps as i32))
-            .map_err(opus_err("set bitrate"))?;
-        self.config.bitrate_bps = bitrate_bps;
-        Ok(())
+        };
+        self.change(changed, "set bitrate", |e| {
+            e.set_bitrate(Bitrate::BitsPerSecond(bitrate_bps as i32))
+        })
     }
 
     /// Changes the CPU/quality trade-off mid-stream (0–10), e.g. to shed load while the
     /// machine cannot keep up; takes effect from the next packet, allocates nothing.
     pub fn set_complexity(&mut self, complexity: u8) -> Result<(), CodecError> {
-        OpusConfig {
+        let changed = OpusConfig {
             complexity,
             ..self.config
-        }
-        .validate()?;
-        self.encoder
-            .set_complexity(complexity)
-            .map_err(opus_err("set complexity"))?;
-        self.config.complexity = complexity;
-        Ok(())
+        };
+        self.change(changed, "set complexity", |e| e.set_complexity(complexity))
     }
 
     /// Changes the expected loss mid-stream (e.g. from RTCP receiver reports).
     pub fn set_expected_loss(&mut self, pct: u8) -> Result<(), CodecError> {
-        OpusConfig {
+        let changed = OpusConfig {
             expected_loss_pct: pct,
             ..self.config
-        }
-        .validate()?;
-        self.encoder
-            .set_packet_loss_perc(pct)
-            .map_err(opus_err("set packet loss"))?;
-        self.config.expected_loss_pct = pct;
+        };
+        self.change(changed, "set packet loss", |e| e.set_packet_loss_perc(pct))
+    }
+
+    /// Takes `changed` as the settings once they validate and `apply` has set them in libopus;
+    /// on an error the settings stay as they were.
+    fn change(
+        &mut self,
+        changed: OpusConfig,
+        op: &'static str,
+        apply: impl FnOnce(&mut Encoder) -> Result<(), audiopus::Error>,
+    ) -> Result<(), CodecError> {
+        changed.validate()?;
+        apply(&mut self.encoder).map_err(opus_err(op))?;
+        self.config = changed;
         Ok(())
     }
 

@@ -541,4 +541,14 @@ fn shedding_load_lowers_the_opus_complexity_and_gives_it_back() {
         ..opus_config()
     };
     assert!(OutboundMedia::new(&bad).is_err());
+    // A G.711 line has no Opus encoder, so its Opus settings are not its concern.
+    let mut registry = PayloadRegistry::new();
+    registry
+        .insert(0, PayloadFormat::Pcmu)
+        .expect("pcmu mapping");
+    let pcmu_bad = MediaConfig {
+        opus_shed_complexity: 11,
+        ..MediaConfig::new(registry, 0)
+    };
+    assert!(OutboundMedia::new(&pcmu_bad).is_ok());
 }

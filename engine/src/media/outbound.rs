@@ -57,15 +57,16 @@ impl OutboundMedia {
         };
         let encoder = match format {
             PayloadFormat::Opus { pcm_rate } => {
+                // The complexity to shed load at must be one libopus has, like the normal one.
+                voxline_codecs::OpusConfig {
+                    complexity: config.opus_shed_complexity,
+                    ..config.opus
+                }
+                .validate()?;
                 FrameEncoder::from(voxline_codecs::OpusEncoder::new(pcm_rate, config.opus)?)
             }
             other => FrameEncoder::new(other, config.packet)?,
         };
-        voxline_codecs::OpusConfig {
-            complexity: config.opus_shed_complexity,
-            ..config.opus
-        }
-        .validate()?;
         // The sender advances by one packet per write; silence is skipped 20 ms at a time.
         let sender = RtpSender::new(SenderConfig {
             ssrc: config.ssrc,
