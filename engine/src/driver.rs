@@ -154,7 +154,9 @@ pub struct DriverOptions {
     /// or a tokio `Interval` per call (see [`crate::media_clock`]).
     pub media_clock: ClockSource,
     /// Shed load together with the other calls holding the same [`LoadShedder`]: a tick that
-    /// leaves late engages it, and while it holds the call's port encodes more cheaply.
+    /// leaves late engages it, and while it holds the call's port encodes more cheaply. Every
+    /// tick reports its work to it, which gives the calls' busy share
+    /// ([`LoadShedder::busy_share`]).
     /// Default `None`: the encoder keeps its settings whatever the load.
     pub load_shedding: Option<Arc<LoadShedder>>,
 }
@@ -1097,7 +1099,7 @@ impl<P: MediaPort> CallTask<P> {
                     let work = done.saturating_duration_since(began);
                     counters.lateness.record(late);
                     if let Some(shedder) = options.load_shedding.as_deref() {
-                        shedder.observe(done, late);
+                        shedder.observe(done, late, work);
                     }
                     counters.tick_work_max = counters.tick_work_max.max(work);
                     if late > LATE_TICK {

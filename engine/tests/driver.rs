@@ -432,7 +432,7 @@ async fn calls_sharing_a_shedder_shed_load_together_while_it_holds() {
     // here a late tick seen 1 s into the calls (as another call on the machine would report;
     // with no sustain, one late tick is enough).
     tokio::time::sleep(s(1000)).await;
-    shedder.observe(tokio::time::Instant::now(), s(30));
+    shedder.observe(tokio::time::Instant::now(), s(30), Duration::ZERO);
     assert_eq!(shedder.engagements(), 1);
     tokio::time::sleep(s(4000)).await;
     for (shared, call, control, asked) in calls.iter_mut() {
@@ -456,4 +456,9 @@ async fn calls_sharing_a_shedder_shed_load_together_while_it_holds() {
         // One tick of each 20 ms in between shed load.
         assert_eq!(outcome.media.shed_ticks, 100, "{asked:?}");
     }
+    // Every tick of the sharing calls reported its work: the 5 s of calls closed about fifty
+    // 100 ms windows (on virtual time the ticks take no time, so every window was idle).
+    let windows = shedder.window_share_histogram();
+    assert!((45..=51).contains(&windows[0]), "{windows:?}");
+    assert_eq!(windows.iter().sum::<u64>(), windows[0], "{windows:?}");
 }

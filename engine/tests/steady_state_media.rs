@@ -192,6 +192,50 @@ fn the_shared_media_clock_ticks_without_allocating() {
     assert_eq!(allocs, 0, "allocations in {ticked} ticks");
 }
 
+/// The load shedder's per-tick work allocates nothing: 200 calls' ticks reporting their work
+/// over 2 s, with busy windows closing, stalls let pass and late ticks engaging shedding.
+#[test]
+fn the_load_shedder_observes_ticks_without_allocating() {
+    use tokio::time::Instant;
+    use voxline_engine::load_shedding::LoadShedder;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let (shedder, t0) = rt.block_on(async {
+        (
+            LoadShedder::default().with_busy_trigger(2, 0.5),
+            Instant::now(),
+        )
+    });
+    let ms = Duration::from_millis;
+    let run = |from: u64, to: u64| {
+        let mut shed = 0u64;
+        for at in (from..to).step_by(20) {
+            for call in 0..200u64 {
+                // Light ticks first (5 % of two threads' time), then heavy ones (95 %), every
+                // 97th late: stalls while the threads are idle, a backlog once they are busy.
+                let work = if at < from + (to - from) / 2 { 10 } else { 190 };
+                let late = if call % 97 == 0 { ms(8) } else { ms(1) };
+                let now = t0 + ms(at);
+                shedder.observe(now, late, Duration::from_micros(work));
+                shed += u64::from(shedder.is_shedding(now));
+            }
+        }
+        shed
+    };
+    run(0, 1000);
+    let (shed, allocs) = counted(|| run(1000, 3000));
+    assert!(shedder.stalls_let_pass() > 0, "some late ticks were stalls");
+    assert!(
+        shedder.engagements() > 0 && shed > 0,
+        "the busy ones engaged shedding"
+    );
+    assert_eq!(allocs, 0, "allocations in 20 000 observed ticks");
+}
+
 /// No lock on the media path: the types it is built from hold none. This reads the
 /// sources the per-frame path runs through and fails if a lock type appears in them.
 #[test]
@@ -206,6 +250,7 @@ fn media_path_sources_hold_no_locks() {
         "src/vad.rs",
         "src/ring.rs",
         "src/driver.rs",
+        "src/load_shedding.rs",
     ];
     for f in files {
         let text = std::fs::read_to_string(format!("{root}/{f}")).unwrap();

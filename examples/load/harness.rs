@@ -297,6 +297,14 @@ pub struct LoadConfig {
     pub load_shedding: bool,
     /// How long late ticks must keep coming before the calls shed load.
     pub shed_sustain: Duration,
+    /// How long shedding holds after the last late tick.
+    pub shed_hold: Duration,
+    /// The engine threads' busy share in percent a late tick needs to engage shedding
+    /// (`LoadShedder::with_busy_trigger`); 0: any late tick does.
+    pub shed_busy_pct: u8,
+    /// `MediaConfig::opus_shed_complexity`: the encoders' complexity while shedding (the
+    /// engine's complexity itself measures the shedder's signals without shedding).
+    pub shed_complexity: u8,
     /// Scheduling of the engine's threads: `Normal` (time-shared with the simulated callers
     /// and everything else), or real-time ([`ENGINE_RT_PRIORITY`]).
     pub engine_priority: ThreadPriority,
@@ -346,6 +354,9 @@ impl Default for LoadConfig {
             media_clock: ClockSource::default(),
             load_shedding: false,
             shed_sustain: LoadShedder::DEFAULT_SUSTAIN,
+            shed_hold: LoadShedder::DEFAULT_HOLD,
+            shed_busy_pct: 0,
+            shed_complexity: 1,
             engine_priority: ThreadPriority::Normal,
             caller_priority: ThreadPriority::Normal,
             stagger: Duration::from_millis(1000),
@@ -443,6 +454,13 @@ Options:
                            tick [default: off]
   --shed-sustain-ms MS     engage only when late ticks keep coming this long; 0 = at the
                            first one [default: 0]
+  --shed-hold-ms MS        how long shedding holds after the last late tick
+                           [default: 2000]
+  --shed-busy-pct 0-100    engage only at late ticks while the engine threads' work fills
+                           this share of their time (100 ms windows); lower shares are
+                           stalls, let pass; 0 = every late tick [default: 0]
+  --shed-complexity 0-10   Opus encoder complexity while shedding; the engine's own
+                           complexity measures without shedding [default: 1]
   --tick-grid-ms auto|0|1|2|4|5|10|20
                            snap every call's ticks to a shared grid of this step so one
                            wake-up serves several calls; 0 = each clock at its own
@@ -601,6 +619,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
             "--stall-probe" => config.stall_probe = on_off(option, value)?,
             "--load-shedding" => config.load_shedding = on_off(option, value)?,
             "--shed-sustain-ms" => config.shed_sustain = ms(10_000, "0 to 10000 (ms)")?,
+            "--shed-hold-ms" => config.shed_hold = ms(60_000, "0 to 60000 (ms)")?,
+            "--shed-busy-pct" => {
+                config.shed_busy_pct = number(option, &value, 0, 100, "0 to 100")? as u8
+            }
+            "--shed-complexity" => {
+                config.shed_complexity = number(option, &value, 0, 10, "0 to 10")? as u8
+            }
             "--tick-grid-ms" => {
                 const EXPECTED: &str = "auto, 0, 1, 2, 4, 5, 10 or 20 (ms)";
                 config.tick_snap = match value.as_str() {
@@ -667,7 +692,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 32] = [
+    const OPTIONS: [&str; 35] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -682,6 +707,9 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--media-clock",
         "--load-shedding",
         "--shed-sustain-ms",
+        "--shed-hold-ms",
+        "--shed-busy-pct",
+        "--shed-complexity",
         "--engine-priority",
         "--caller-priority",
         "--history-limit",
@@ -722,6 +750,24 @@ fn choice<T: Copy>(
 }
 
 /// `on` or `off`.
+/// The upper edge (0–1.05) of the busy-share bucket holding quantile `q` of a histogram of
+/// `LoadShedder`'s 5 % buckets; `None` when it is empty.
+fn busy_quantile(histogram: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = histogram.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64 * q).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (i, &n) in histogram.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(round((i + 1) as f64 * 0.05, 2));
+        }
+    }
+    None
+}
+
 fn on_off(option: &'static str, value: String) -> Result<bool, CliError> {
     choice(
         option,
@@ -1101,6 +1147,7 @@ impl Shared {
         let mut media = MediaConfig::new(registry, codec.payload_type());
         media.remote = Some(caller);
         media.opus.complexity = self.config.complexity;
+        media.opus_shed_complexity = self.config.shed_complexity;
         Ok(media)
     }
 
@@ -2484,6 +2531,23 @@ pub struct LoadReport {
     pub shed_sustain_ms: u64,
     /// Times a late tick engaged load shedding from rest.
     pub load_shed_engagements: u64,
+    /// How long shedding held after the last late tick, in ms (`--shed-hold-ms`).
+    pub shed_hold_ms: u64,
+    /// The busy share a late tick needed to engage shedding (`--shed-busy-pct`; 0: none).
+    pub shed_busy_trigger: f64,
+    /// Opus encoder complexity while shedding (`--shed-complexity`).
+    pub shed_complexity: u8,
+    /// Late ticks let pass as stalls: the engine threads were less busy than the trigger.
+    pub shed_stalls_let_pass: u64,
+    /// The engine threads' busy share over the shedder's 100 ms windows (its tick work
+    /// against the threads' time), median and 99th percentile (bucket upper edges, 5 %
+    /// buckets); `None` without a shedder.
+    pub busy_share_p50: Option<f64>,
+    pub busy_share_p99: Option<f64>,
+    /// Windows per busy-share bucket (5 % each, the last 100 % and more).
+    pub busy_share_windows: Vec<u64>,
+    /// Ticks later than the shedder's trigger per busy-share bucket at that tick.
+    pub late_tick_busy_shares: Vec<u64>,
     /// Share of all calls' ticks during which they shed load (0 to 1).
     pub shed_tick_share: f64,
     /// The engine threads' scheduling: `normal` or `realtime (SCHED_FIFO n)`.
@@ -2797,11 +2861,14 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         samples: LatencySamples::new(),
         waits: StandInWaits::default(),
         shedder: config.load_shedding.then(|| {
-            Arc::new(LoadShedder::new(
-                LoadShedder::DEFAULT_TRIGGER,
-                config.shed_sustain,
-                LoadShedder::DEFAULT_HOLD,
-            ))
+            Arc::new(
+                LoadShedder::new(
+                    LoadShedder::DEFAULT_TRIGGER,
+                    config.shed_sustain,
+                    config.shed_hold,
+                )
+                .with_busy_trigger(config.threads, f64::from(config.shed_busy_pct) / 100.0),
+            )
         }),
     });
     let engine_rt = EngineRuntime::new(
@@ -3035,6 +3102,26 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         load_shedding: config.load_shedding,
         shed_sustain_ms: config.shed_sustain.as_millis() as u64,
         load_shed_engagements: shared.shedder.as_ref().map_or(0, |s| s.engagements()),
+        shed_hold_ms: config.shed_hold.as_millis() as u64,
+        shed_busy_trigger: f64::from(config.shed_busy_pct) / 100.0,
+        shed_complexity: config.shed_complexity,
+        shed_stalls_let_pass: shared.shedder.as_ref().map_or(0, |s| s.stalls_let_pass()),
+        busy_share_p50: shared
+            .shedder
+            .as_ref()
+            .and_then(|s| busy_quantile(&s.window_share_histogram(), 0.5)),
+        busy_share_p99: shared
+            .shedder
+            .as_ref()
+            .and_then(|s| busy_quantile(&s.window_share_histogram(), 0.99)),
+        busy_share_windows: shared
+            .shedder
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.window_share_histogram().to_vec()),
+        late_tick_busy_shares: shared
+            .shedder
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.late_tick_share_histogram().to_vec()),
         shed_tick_share: if ticks == 0 {
             0.0
         } else {
