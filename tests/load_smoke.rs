@@ -93,6 +93,33 @@ fn check(codec: Codec, runtime: RuntimeKind, source: ClockSource, clock: &str) {
     }
 }
 
+/// The shedder's busy share and the paced floor reach the report: every tick reports its work
+/// (windows of 100 ms close), and one call's codec work paced at 20 ms costs some CPU.
+#[test]
+fn load_shedding_reports_the_busy_share_and_the_paced_floor_is_measured() {
+    let config = LoadConfig {
+        load_shedding: true,
+        shed_busy_pct: 70,
+        paced_floor_seconds: 1,
+        ..smoke(Codec::Opus, RuntimeKind::Shared, ClockSource::default())
+    };
+    let report = harness::run(&config).expect("the harness runs");
+    assert_eq!(report.calls_completed, 3, "{:?}", report.end_reasons);
+    assert_eq!(report.shed_busy_trigger, 0.7);
+    let windows: u64 = report.busy_share_windows.iter().sum();
+    assert!(
+        windows >= 20,
+        "3 s of calls close about 30 windows: {windows}"
+    );
+    assert!(report.busy_share_p50.is_some() && report.busy_share_p99.is_some());
+    assert_eq!(report.codec_floor_paced_seconds, 1);
+    let paced = report
+        .codec_floor_paced_cpu_per_call_second
+        .expect("measured");
+    assert!(paced > 0.0, "paced floor {paced}");
+    assert!(report.engine_to_paced_floor_ratio.is_some());
+}
+
 #[test]
 fn three_opus_calls_run_end_to_end_on_per_core_workers_with_the_shared_timer() {
     check(
@@ -147,6 +174,14 @@ fn command_line_options_parse_into_the_config() {
         "on",
         "--shed-sustain-ms",
         "60",
+        "--shed-hold-ms",
+        "500",
+        "--shed-busy-pct",
+        "70",
+        "--shed-complexity",
+        "3",
+        "--paced-floor-seconds",
+        "4",
         "--history-limit",
         "40",
         "--scaling",
@@ -163,6 +198,10 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.media_clock, ClockSource::Interval);
     assert!(config.load_shedding);
     assert_eq!(config.shed_sustain, Duration::from_millis(60));
+    assert_eq!(config.shed_hold, Duration::from_millis(500));
+    assert_eq!(config.shed_busy_pct, 70);
+    assert_eq!(config.shed_complexity, 3);
+    assert_eq!(config.paced_floor_seconds, 4);
     assert_eq!(config.history_limit, HistoryLimit::Latest(40));
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
     let Ok(Command::Run { config, scaling }) = parse(&[]) else {
@@ -179,6 +218,13 @@ fn command_line_options_parse_into_the_config() {
         "the encoders keep their complexity by default"
     );
     assert_eq!(config.shed_sustain, Duration::ZERO);
+    assert_eq!(config.shed_hold, Duration::from_secs(2));
+    assert_eq!(
+        config.shed_busy_pct, 0,
+        "any late tick engages shedding by default"
+    );
+    assert_eq!(config.shed_complexity, 1);
+    assert_eq!(config.paced_floor_seconds, 0, "no paced floor by default");
     assert_eq!(config.history_limit, HistoryLimit::default());
     let Ok(Command::Run { config, .. }) = parse(&["--history-limit", "all"]) else {
         panic!("the whole conversation");

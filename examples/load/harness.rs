@@ -333,6 +333,8 @@ pub struct LoadConfig {
     pub voice: CallerVoice,
     /// Measure the codec floor on at most this many frames per direction and scale up.
     pub floor_frames: Option<u64>,
+    /// After the load, measure one call's codec work paced at 20 ms for this long (0: not).
+    pub paced_floor_seconds: u64,
     /// `CallSettings::history_limit`: messages kept for the model (default: the engine's).
     pub history_limit: HistoryLimit,
 }
@@ -368,6 +370,7 @@ impl Default for LoadConfig {
             pause_on_speech: false,
             voice: CallerVoice::Default,
             floor_frames: None,
+            paced_floor_seconds: 0,
             history_limit: HistoryLimit::default(),
         }
     }
@@ -502,6 +505,9 @@ Options:
   --synthetic              use the synthetic voiced signal even if assets/caller.wav exists
   --floor-frames N         measure the codec floor on at most N frames per direction and
                            scale up [default: all frames]
+  --paced-floor-seconds S  after the load, also measure one call's share of the codec
+                           work paced at one frame per 20 ms for S s, the thread asleep
+                           in between (the floor of a lone call) [default: 0 = not]
   --scaling                run the same calls on 1 thread and on --threads threads and
                            report the scaling efficiency
   -h, --help               print this text
@@ -681,6 +687,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                 }
                 config.voice = CallerVoice::Wav(PathBuf::from(value));
             }
+            "--paced-floor-seconds" => {
+                config.paced_floor_seconds = number(option, &value, 0, 600, "0 to 600 (s)")?
+            }
             "--floor-frames" => {
                 config.floor_frames = Some(number(option, &value, 1, u64::MAX, "a positive count")?)
             }
@@ -692,7 +701,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 35] = [
+    const OPTIONS: [&str; 36] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -726,6 +735,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--wav",
         "--synthetic",
         "--floor-frames",
+        "--paced-floor-seconds",
         "--scaling",
         "--help",
     ];
@@ -2283,134 +2293,227 @@ struct Floor {
     scaled: bool,
 }
 
-/// Pushes the load's frames through RTP parse + decoder + VAD and resampler + encoder alone, on
-/// this thread, and reads the thread's CPU time.
-fn measure_floor(shared: &Shared, work: FloorWork) -> Result<Floor, HarnessError> {
-    let codec = shared.config.codec;
-    let cap = shared.config.floor_frames.unwrap_or(u64::MAX);
-    let caller_rate = codec.engine_caller_rate();
-    let decode_format = match codec {
-        Codec::Opus => PayloadFormat::Opus {
-            pcm_rate: caller_rate,
-        },
-        Codec::Pcmu => PayloadFormat::Pcmu,
-    };
-    let mut decoder = FrameDecoder::new(decode_format)?;
-    let mut vad = VoiceDetector::new(caller_rate, VadConfig::default())?;
-    let mut encoder = match codec {
-        Codec::Opus => FrameEncoder::from(OpusEncoder::new(
-            SampleRate::Hz24000,
-            OpusConfig {
-                complexity: shared.config.complexity,
-                ..OpusConfig::default()
-            },
-        )?),
-        Codec::Pcmu => FrameEncoder::new(PayloadFormat::Pcmu, PacketDuration::Ms20)?,
-    };
-    let enc_rate = encoder.rate();
-    let tts_rate = codec.agent_rate();
-    let mut resampler = if enc_rate == tts_rate {
-        None
-    } else {
-        Some(Resampler::new(tts_rate, enc_rate)?)
-    };
-    // The caller's packets as RTP, speech reel and room noise.
-    let mut sender = RtpSender::new(SenderConfig {
-        ssrc: 1,
-        payload_type: codec.payload_type(),
-        initial_sequence: 0,
-        initial_timestamp: 0,
-        ticks_per_frame: codec.ticks_per_frame(),
-    })?;
-    let mut buf = [0u8; 1600];
-    let mut rtp = |payload: &[u8]| -> Result<Vec<u8>, HarnessError> {
-        let n = sender.write_frame(payload, &mut buf)?;
-        Ok(buf[..n].to_vec())
-    };
-    let speech: Vec<Vec<u8>> = shared
-        .audio
-        .speech
-        .iter()
-        .map(|p| rtp(&p.payload))
-        .collect::<Result<_, _>>()?;
-    let noise: Vec<Vec<u8>> = shared
-        .audio
-        .noise
-        .iter()
-        .map(|p| rtp(p))
-        .collect::<Result<_, _>>()?;
-    let tts: Vec<AudioFrame> = shared
-        .tts_clip
-        .chunks_exact(tts_rate.frame_samples())
-        .map(|c| AudioFrame::from_samples(tts_rate, c))
-        .collect::<Result<_, _>>()?;
-    let silence = AudioFrame::silent(enc_rate);
-    let mut resampled = AudioFrame::silent(enc_rate);
-    let mut payload = [0u8; 1500];
-    // Talk spurts of 150 speech frames (3 s) with room noise between, in the load's proportion.
-    let noise_per_block = if work.speech_share > 0.0 {
-        ((1.0 - work.speech_share) / work.speech_share * 150.0).round() as u64
-    } else {
-        u64::MAX
-    };
+/// One stream of the load's frames through the codecs alone: RTP parse + decoder + VAD for the
+/// caller's packets (talk spurts and room noise in the load's proportion), resampler + encoder
+/// for the agent's frames and for generated silence.
+struct FloorCodecs {
+    decoder: FrameDecoder,
+    vad: VoiceDetector,
+    encoder: FrameEncoder,
+    resampler: Option<Resampler>,
+    speech: Vec<Vec<u8>>,
+    noise: Vec<Vec<u8>>,
+    tts: Vec<AudioFrame>,
+    silence: AudioFrame,
+    resampled: AudioFrame,
+    decoded: AudioFrame,
+    payload: [u8; 1500],
+    /// Noise packets after each talk spurt of 150 speech packets (3 s).
+    noise_per_block: u64,
+    speech_at: usize,
+    noise_at: usize,
+}
 
+impl FloorCodecs {
+    fn new(shared: &Shared, speech_share: f64) -> Result<FloorCodecs, HarnessError> {
+        let codec = shared.config.codec;
+        let caller_rate = codec.engine_caller_rate();
+        let decode_format = match codec {
+            Codec::Opus => PayloadFormat::Opus {
+                pcm_rate: caller_rate,
+            },
+            Codec::Pcmu => PayloadFormat::Pcmu,
+        };
+        let encoder = match codec {
+            Codec::Opus => FrameEncoder::from(OpusEncoder::new(
+                SampleRate::Hz24000,
+                OpusConfig {
+                    complexity: shared.config.complexity,
+                    ..OpusConfig::default()
+                },
+            )?),
+            Codec::Pcmu => FrameEncoder::new(PayloadFormat::Pcmu, PacketDuration::Ms20)?,
+        };
+        let enc_rate = encoder.rate();
+        let tts_rate = codec.agent_rate();
+        let resampler = if enc_rate == tts_rate {
+            None
+        } else {
+            Some(Resampler::new(tts_rate, enc_rate)?)
+        };
+        // The caller's packets as RTP, speech reel and room noise.
+        let mut sender = RtpSender::new(SenderConfig {
+            ssrc: 1,
+            payload_type: codec.payload_type(),
+            initial_sequence: 0,
+            initial_timestamp: 0,
+            ticks_per_frame: codec.ticks_per_frame(),
+        })?;
+        let mut buf = [0u8; 1600];
+        let mut rtp = |payload: &[u8]| -> Result<Vec<u8>, HarnessError> {
+            let n = sender.write_frame(payload, &mut buf)?;
+            Ok(buf[..n].to_vec())
+        };
+        let speech = shared
+            .audio
+            .speech
+            .iter()
+            .map(|p| rtp(&p.payload))
+            .collect::<Result<_, _>>()?;
+        let noise = shared
+            .audio
+            .noise
+            .iter()
+            .map(|p| rtp(p))
+            .collect::<Result<_, _>>()?;
+        let tts = shared
+            .tts_clip
+            .chunks_exact(tts_rate.frame_samples())
+            .map(|c| AudioFrame::from_samples(tts_rate, c))
+            .collect::<Result<_, _>>()?;
+        let noise_per_block = if speech_share > 0.0 {
+            (((1.0 - speech_share) / speech_share * 150.0).round() as u64).min(1_000_000)
+        } else {
+            1_000_000
+        };
+        Ok(FloorCodecs {
+            decoder: FrameDecoder::new(decode_format)?,
+            vad: VoiceDetector::new(caller_rate, VadConfig::default())?,
+            encoder,
+            resampler,
+            speech,
+            noise,
+            tts,
+            silence: AudioFrame::silent(enc_rate),
+            resampled: AudioFrame::silent(enc_rate),
+            decoded: AudioFrame::silent(caller_rate),
+            payload: [0u8; 1500],
+            noise_per_block,
+            speech_at: 0,
+            noise_at: 0,
+        })
+    }
+
+    /// The caller's `k`-th packet: parsed, decoded, through the VAD.
+    fn caller_frame(&mut self, k: u64) {
+        let packet = if k % (150 + self.noise_per_block) < 150 {
+            self.speech_at = (self.speech_at + 1) % self.speech.len();
+            &self.speech[self.speech_at]
+        } else {
+            self.noise_at = (self.noise_at + 1) % self.noise.len();
+            &self.noise[self.noise_at]
+        };
+        if let Ok(p) = RtpPacket::parse(packet) {
+            let _ = self.decoder.decode(p.payload());
+        }
+        if let Some(f) = self.decoder.next_frame() {
+            self.decoded = f;
+            std::hint::black_box(
+                self.vad
+                    .process(Duration::from_millis(20 * k), &self.decoded),
+            );
+        }
+    }
+
+    /// The agent's `k`-th frame of speech: resampled where the line's rate differs, encoded.
+    fn agent_frame(&mut self, k: u64) {
+        let frame = &self.tts[k as usize % self.tts.len()];
+        let input = match self.resampler.as_mut() {
+            Some(r) => {
+                let _ = r.process_into(frame, &mut self.resampled);
+                &self.resampled
+            }
+            None => frame,
+        };
+        let _ = self.encoder.push_frame(input);
+        std::hint::black_box(self.encoder.next_packet(&mut self.payload).ok());
+    }
+
+    /// A frame of generated silence, encoded.
+    fn silent_frame(&mut self) {
+        let _ = self.encoder.push_frame(&self.silence);
+        std::hint::black_box(self.encoder.next_packet(&mut self.payload).ok());
+    }
+}
+
+/// This thread's CPU time so far.
+fn this_thread_cpu_now() -> Result<Duration, HarnessError> {
+    this_thread_cpu().ok_or(HarnessError::Config("no per-thread CPU clock"))
+}
+
+/// Pushes the load's frames through the codecs alone ([`FloorCodecs`]), back to back on this
+/// thread, and reads the thread's CPU time.
+fn measure_floor(shared: &Shared, work: FloorWork) -> Result<Floor, HarnessError> {
+    let cap = shared.config.floor_frames.unwrap_or(u64::MAX);
+    let mut codecs = FloorCodecs::new(shared, work.speech_share)?;
     let mut measured = 0u64;
     let mut total = Duration::ZERO;
     let mut timed = |count: u64, step: &mut dyn FnMut(u64)| -> Result<(), HarnessError> {
         let n = count.min(cap);
-        let t0 = this_thread_cpu().ok_or(HarnessError::Config("no per-thread CPU clock"))?;
+        let t0 = this_thread_cpu_now()?;
         for k in 0..n {
             step(k);
         }
-        let t1 = this_thread_cpu().ok_or(HarnessError::Config("no per-thread CPU clock"))?;
+        let t1 = this_thread_cpu_now()?;
         if n > 0 {
             total += (t1 - t0).mul_f64(count as f64 / n as f64);
         }
         measured += n;
         Ok(())
     };
-
-    let (mut s_at, mut n_at) = (0usize, 0usize);
-    let mut decoded_frame = AudioFrame::silent(caller_rate);
-    timed(work.frames_in, &mut |k| {
-        let in_block = k % (150 + noise_per_block.min(1_000_000));
-        let packet = if in_block < 150 {
-            s_at = (s_at + 1) % speech.len();
-            &speech[s_at]
-        } else {
-            n_at = (n_at + 1) % noise.len();
-            &noise[n_at]
-        };
-        if let Ok(p) = RtpPacket::parse(packet) {
-            let _ = decoder.decode(p.payload());
-        }
-        if let Some(f) = decoder.next_frame() {
-            decoded_frame = f;
-            std::hint::black_box(vad.process(Duration::from_millis(20 * k), &decoded_frame));
-        }
-    })?;
-    timed(work.agent_frames, &mut |k| {
-        let frame = &tts[k as usize % tts.len()];
-        let input = match resampler.as_mut() {
-            Some(r) => {
-                let _ = r.process_into(frame, &mut resampled);
-                &resampled
-            }
-            None => frame,
-        };
-        let _ = encoder.push_frame(input);
-        std::hint::black_box(encoder.next_packet(&mut payload).ok());
-    })?;
-    timed(work.silent_frames, &mut |_| {
-        let _ = encoder.push_frame(&silence);
-        std::hint::black_box(encoder.next_packet(&mut payload).ok());
-    })?;
+    timed(work.frames_in, &mut |k| codecs.caller_frame(k))?;
+    timed(work.agent_frames, &mut |k| codecs.agent_frame(k))?;
+    timed(work.silent_frames, &mut |_| codecs.silent_frame())?;
     let all = work.frames_in + work.agent_frames + work.silent_frames;
     Ok(Floor {
         cpu: total,
         frames_measured: measured,
         scaled: measured < all,
     })
+}
+
+/// The floor paced as one call's media is: for `seconds`, every 20 ms, one call's share of the
+/// load's frames through the codecs ([`FloorCodecs`]), the thread sleeping in between. Returns
+/// the thread's CPU per second of it (its sleeps' system calls included, as any paced work
+/// has them): what the codec work of one call costs on this machine when it cannot run back
+/// to back, because its frames come one per 20 ms.
+fn measure_paced_floor(
+    shared: &Shared,
+    work: FloorWork,
+    seconds: u64,
+) -> Result<Duration, HarnessError> {
+    let mut codecs = FloorCodecs::new(shared, work.speech_share)?;
+    let ticks = (shared.config.calls as u64 * shared.config.seconds * 50).max(1) as f64;
+    let rates = [
+        work.frames_in as f64 / ticks,
+        work.agent_frames as f64 / ticks,
+        work.silent_frames as f64 / ticks,
+    ];
+    let mut due = [0.0f64; 3];
+    let mut done = [0u64; 3];
+    let start = std::time::Instant::now();
+    let t0 = this_thread_cpu_now()?;
+    for i in 0..seconds * 50 {
+        let next = start + FRAME * i as u32;
+        if let Some(wait) = next.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        for (kind, rate) in rates.iter().enumerate() {
+            due[kind] += rate;
+            while due[kind] >= 1.0 {
+                due[kind] -= 1.0;
+                let k = done[kind];
+                match kind {
+                    0 => codecs.caller_frame(k),
+                    1 => codecs.agent_frame(k),
+                    _ => codecs.silent_frame(),
+                }
+                done[kind] += 1;
+            }
+        }
+    }
+    let cpu = this_thread_cpu_now()? - t0;
+    Ok(cpu / seconds.max(1) as u32)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2673,6 +2776,12 @@ pub struct LoadReport {
     pub codec_floor_frames_measured: u64,
     /// The floor was measured on fewer frames than the load had and scaled up.
     pub codec_floor_scaled: bool,
+    /// Seconds of the paced floor (`--paced-floor-seconds`; 0: not measured).
+    pub codec_floor_paced_seconds: u64,
+    /// One call's share of the codec work paced at one frame per 20 ms, CPU per call-second.
+    pub codec_floor_paced_cpu_per_call_second: Option<f64>,
+    /// `cpu_per_call_second / codec_floor_paced_cpu_per_call_second`.
+    pub engine_to_paced_floor_ratio: Option<f64>,
     /// Process RSS before the calls (KiB).
     pub rss_before_kib: u64,
     /// Peak process RSS during the calls (KiB).
@@ -2990,20 +3099,25 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         .count();
 
     // The codec floor, on this thread, now that the load is over.
-    let floor = measure_floor(
-        &shared,
-        FloorWork {
-            frames_in,
-            speech_share: speech_sent as f64 / (speech_sent + noise_sent).max(1) as f64,
-            agent_frames,
-            silent_frames: frames_out.saturating_sub(agent_frames),
-        },
-    )?;
+    let work = FloorWork {
+        frames_in,
+        speech_share: speech_sent as f64 / (speech_sent + noise_sent).max(1) as f64,
+        agent_frames,
+        silent_frames: frames_out.saturating_sub(agent_frames),
+    };
+    let floor = measure_floor(&shared, work)?;
 
     let call_seconds = (config.calls as u64 * config.seconds) as f64;
     let per_call_second = |d: Duration| round(d.as_secs_f64() / call_seconds, 6);
     let cpu = per_call_second(engine_cpu);
     let floor_cpu = per_call_second(floor.cpu);
+    let paced_floor_cpu = match config.paced_floor_seconds {
+        0 => None,
+        s => Some(round(
+            measure_paced_floor(&shared, work, s)?.as_secs_f64(),
+            6,
+        )),
+    };
 
     // Voice-to-voice split: the nominal path from the settings and the stand-ins.
     let vad = VadConfig::default();
@@ -3221,6 +3335,11 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         engine_to_floor_ratio: (floor_cpu > 0.0).then(|| round(cpu / floor_cpu, 3)),
         codec_floor_frames_measured: floor.frames_measured,
         codec_floor_scaled: floor.scaled,
+        codec_floor_paced_seconds: config.paced_floor_seconds,
+        codec_floor_paced_cpu_per_call_second: paced_floor_cpu,
+        engine_to_paced_floor_ratio: paced_floor_cpu
+            .filter(|&p| p > 0.0)
+            .map(|p| round(cpu / p, 3)),
         rss_before_kib: rss_before,
         rss_peak_kib: rss_peak,
         rss_per_call_kib: round(
