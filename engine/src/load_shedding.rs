@@ -184,8 +184,9 @@ impl LoadShedder {
         self.stalls.load(Ordering::Relaxed)
     }
 
-    /// The share (0–1, above 1 only by measuring error) of the threads' time the calls' ticks
-    /// worked over the last closed window and the current one, as of `now`.
+    /// The share of the threads' time the calls' ticks worked over the last closed window and
+    /// the current one, as of `now`: 0–1 (above 1 only by measuring error) against the threads
+    /// given to [`Self::with_busy_trigger`], or against one thread when none were given.
     pub fn busy_share(&self, now: Instant) -> f64 {
         self.share_permille(self.micros(now)) as f64 / 1000.0
     }
@@ -203,7 +204,8 @@ impl LoadShedder {
 
     /// Adds a tick's work to the current window, closing it first once it is a window long.
     fn add_work(&self, at: u64, work: Duration) {
-        let work = u64::try_from(work.as_micros()).unwrap_or(u64::MAX);
+        // Capped at an hour, so that no report, however wrong, overflows the windows' sums.
+        let work = u64::try_from(work.as_micros()).map_or(MAX_WORK_US, |w| w.min(MAX_WORK_US));
         let from = self.window_from_us.load(Ordering::Relaxed);
         let length = at.saturating_sub(from);
         if length >= Self::WINDOW.as_micros() as u64
@@ -227,9 +229,13 @@ impl LoadShedder {
     /// Busy share in per mille over the last closed window and the current one.
     fn share_permille(&self, at: u64) -> u64 {
         let from = self.window_from_us.load(Ordering::Relaxed);
-        let work = self.window_work_us.load(Ordering::Relaxed)
-            + self.last_window_work_us.load(Ordering::Relaxed);
-        let length = at.saturating_sub(from) + self.last_window_us.load(Ordering::Relaxed);
+        let work = self
+            .window_work_us
+            .load(Ordering::Relaxed)
+            .saturating_add(self.last_window_work_us.load(Ordering::Relaxed));
+        let length = at
+            .saturating_sub(from)
+            .saturating_add(self.last_window_us.load(Ordering::Relaxed));
         permille(work, length, self.threads)
     }
 
@@ -238,6 +244,9 @@ impl LoadShedder {
         at.saturating_duration_since(self.origin).as_micros() as u64 + 1
     }
 }
+
+/// The most work one tick may report, in µs (an hour).
+const MAX_WORK_US: u64 = 3_600_000_000;
 
 /// `work` against `threads` × `length`, in per mille (0 for an empty span).
 fn permille(work: u64, length: u64, threads: u32) -> u64 {
@@ -375,6 +384,11 @@ mod tests {
         // Idle for a second: the share falls.
         busy_ticks(&shedder, t0, 2400, 2401, 1, MS);
         assert!(shedder.busy_share(t0 + 2500 * MS) < 0.1);
+        // Absurd reports of work neither panic nor wrap the sums around to an idle share.
+        for _ in 0..1000 {
+            shedder.observe(t0 + 2600 * MS, Duration::ZERO, Duration::MAX);
+        }
+        assert!(shedder.busy_share(t0 + 2600 * MS) > 1.0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -2643,9 +2643,10 @@ pub struct LoadReport {
     /// Late ticks let pass as stalls: the engine threads were less busy than the trigger.
     pub shed_stalls_let_pass: u64,
     /// The engine threads' busy share over the shedder's 100 ms windows (its tick work
-    /// against the threads' time), median and 99th percentile (bucket upper edges, 5 %
-    /// buckets); `None` without a shedder.
+    /// against the threads' time), median (the upper edge of its 5 % bucket); `None` without
+    /// a shedder.
     pub busy_share_p50: Option<f64>,
+    /// The same, 99th percentile.
     pub busy_share_p99: Option<f64>,
     /// Windows per busy-share bucket (5 % each, the last 100 % and more).
     pub busy_share_windows: Vec<u64>,
@@ -3111,6 +3112,10 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     let per_call_second = |d: Duration| round(d.as_secs_f64() / call_seconds, 6);
     let cpu = per_call_second(engine_cpu);
     let floor_cpu = per_call_second(floor.cpu);
+    let busy_windows = shared
+        .shedder
+        .as_ref()
+        .map_or_else(Vec::new, |s| s.window_share_histogram().to_vec());
     let paced_floor_cpu = match config.paced_floor_seconds {
         0 => None,
         s => Some(round(
@@ -3220,18 +3225,9 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         shed_busy_trigger: f64::from(config.shed_busy_pct) / 100.0,
         shed_complexity: config.shed_complexity,
         shed_stalls_let_pass: shared.shedder.as_ref().map_or(0, |s| s.stalls_let_pass()),
-        busy_share_p50: shared
-            .shedder
-            .as_ref()
-            .and_then(|s| busy_quantile(&s.window_share_histogram(), 0.5)),
-        busy_share_p99: shared
-            .shedder
-            .as_ref()
-            .and_then(|s| busy_quantile(&s.window_share_histogram(), 0.99)),
-        busy_share_windows: shared
-            .shedder
-            .as_ref()
-            .map_or_else(Vec::new, |s| s.window_share_histogram().to_vec()),
+        busy_share_p50: busy_quantile(&busy_windows, 0.5),
+        busy_share_p99: busy_quantile(&busy_windows, 0.99),
+        busy_share_windows: busy_windows,
         late_tick_busy_shares: shared
             .shedder
             .as_ref()
