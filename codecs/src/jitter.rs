@@ -77,6 +77,8 @@
 //! proves the loss, it is reported `Lost` with that packet for FEC, and from
 //! then on the target keeps one and a half frames more (40 ms in all on a
 //! clean stream), so later single losses find their next packet buffered.
+//! A codec without FEC has no use for that look-ahead: with
+//! [`JitterConfig::fec_lookahead`] off (G.711, L16) the target never takes it.
 //!
 //! A packet later than the current target raises the target at once (a peak
 //! that decays by 20 ms per second), so the delay grows quickly and shrinks
@@ -155,6 +157,11 @@ pub struct JitterConfig {
     /// payload takes a spill entry of this size, reserved for every slot but written only when
     /// used.
     pub max_payload: usize,
+    /// After the stream's first loss, keep a packet of look-ahead so that a lost packet's
+    /// successor is buffered when it comes due (Opus rebuilds the lost audio from its in-band
+    /// FEC). Only worth its 30 ms for a codec with FEC: [`JitterConfig::for_format`] sets it for
+    /// Opus alone, so a G.711 line never holds look-ahead it cannot use.
+    pub fec_lookahead: bool,
 }
 
 impl JitterConfig {
@@ -170,12 +177,16 @@ impl JitterConfig {
             initial_delay: Duration::from_millis(10),
             capacity: 64,
             max_payload: 1500,
+            fec_lookahead: true,
         }
     }
 
-    /// Defaults for a negotiated payload format (its RTP clock rate).
+    /// Defaults for a negotiated payload format: its RTP clock rate, and look-ahead after a
+    /// loss only for a format with in-band FEC (Opus).
     pub const fn for_format(format: PayloadFormat) -> Self {
-        JitterConfig::new(format.clock_rate())
+        let mut cfg = JitterConfig::new(format.clock_rate());
+        cfg.fec_lookahead = matches!(format, PayloadFormat::Opus { .. });
+        cfg
     }
 
     /// Checks that the fields are consistent, naming the first bad one.
@@ -657,7 +668,7 @@ impl JitterBuffer {
     }
 
     /// True once the stream has lost a packet, so the target keeps a packet of look-ahead for
-    /// FEC (see the module docs).
+    /// FEC (see the module docs; never without [`JitterConfig::fec_lookahead`]).
     pub fn keeps_lookahead(&self) -> bool {
         self.lookahead
     }
@@ -1122,7 +1133,7 @@ impl JitterBuffer {
         self.next_seq = self.next_seq.saturating_add(1);
         self.played_mask <<= 1;
         self.stats.lost += 1;
-        if !self.lookahead {
+        if !self.lookahead && self.cfg.fec_lookahead {
             self.lookahead = true;
             self.refresh_target(now_us);
         }
@@ -2033,6 +2044,50 @@ mod tests {
         assert_eq!(s.playout_delay, Duration::from_millis(40), "{s:?}");
         assert_eq!(s.lengthened, 1, "{s:?}");
         assert_eq!(l.slots().len(), 50);
+    }
+
+    #[test]
+    fn without_fec_losses_never_add_look_ahead() {
+        let cfg = JitterConfig {
+            fec_lookahead: false,
+            ..JitterConfig::default()
+        };
+        let mut l = Listener::new(cfg);
+        // The stream of the test above, losses at 10, 30 and 40: each is concealed, and the
+        // target stays where the jitter puts it, without the 30 ms of look-ahead.
+        for i in 0..60u64 {
+            let now = i * 20;
+            if ![10, 30, 40].contains(&i) {
+                l.insert(now, i as u16, i as u32 * 960, i == 0);
+            }
+            l.tick(now);
+        }
+        idle(&mut l, 1200, 1400);
+        assert!(!l.jb.keeps_lookahead());
+        let s = l.jb.stats();
+        assert_eq!(s.lost, 3, "{s:?}");
+        assert_eq!(s.target_delay, Duration::from_millis(10), "{s:?}");
+        assert!(s.playout_delay <= Duration::from_millis(20), "{s:?}");
+        assert!(l.outs.iter().any(|o| matches!(o, Out::Lost { seq: 40, .. })));
+    }
+
+    #[test]
+    fn only_a_format_with_fec_keeps_look_ahead() {
+        let opus = PayloadFormat::Opus {
+            pcm_rate: crate::SampleRate::Hz16000,
+        };
+        assert!(JitterConfig::for_format(opus).fec_lookahead);
+        for format in [
+            PayloadFormat::Pcmu,
+            PayloadFormat::Pcma,
+            PayloadFormat::L16 {
+                rate: crate::SampleRate::Hz16000,
+            },
+        ] {
+            let cfg = JitterConfig::for_format(format);
+            assert!(!cfg.fec_lookahead, "{format:?}");
+            assert_eq!(cfg.clock_rate, format.clock_rate());
+        }
     }
 
     #[test]
