@@ -2068,7 +2068,10 @@ mod tests {
         assert_eq!(s.lost, 3, "{s:?}");
         assert_eq!(s.target_delay, Duration::from_millis(10), "{s:?}");
         assert!(s.playout_delay <= Duration::from_millis(20), "{s:?}");
-        assert!(l.outs.iter().any(|o| matches!(o, Out::Lost { seq: 40, .. })));
+        assert!(l
+            .outs
+            .iter()
+            .any(|o| matches!(o, Out::Lost { seq: 40, .. })));
     }
 
     #[test]
