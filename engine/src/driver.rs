@@ -608,20 +608,31 @@ impl LatenessHistogram {
         if self.total == 0 {
             return Duration::ZERO;
         }
-        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0u64;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += u64::from(c);
-            if seen >= rank {
-                return match lateness_bucket_end(i) {
-                    Some(end) => Duration::from_micros(end.min(self.max_us)),
-                    None => self.max(),
-                };
-            }
+        let counts = self.counts.iter().map(|&c| u64::from(c));
+        match quantile_bucket(counts, self.total, q).and_then(lateness_bucket_end) {
+            Some(end) => Duration::from_micros(end.min(self.max_us)),
+            None => self.max(),
         }
-        self.max()
     }
+}
+
+/// The bucket holding the nearest-rank quantile `q` (0–1; NaN reads as 1) of `total` values
+/// counted in `counts`, bucket by bucket; `None` when there are none (or fewer than `total`).
+pub(crate) fn quantile_bucket(
+    counts: impl IntoIterator<Item = u64>,
+    total: u64,
+    q: f64,
+) -> Option<usize> {
+    if total == 0 {
+        return None;
+    }
+    let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+    let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0u64;
+    counts.into_iter().position(|c| {
+        seen += c;
+        seen >= rank
+    })
 }
 
 /// What is left when a call task ends.

@@ -197,6 +197,14 @@ impl LoadShedder {
         std::array::from_fn(|i| self.window_shares[i].load(Ordering::Relaxed))
     }
 
+    /// The busy share at or below which a fraction `q` (0–1) of the closed windows fell: the
+    /// upper edge of its 5 % bucket (1.05 for the last, open one); `None` before any window.
+    pub fn window_share_quantile(&self, q: f64) -> Option<f64> {
+        let histogram = self.window_share_histogram();
+        let total = histogram.iter().sum();
+        crate::driver::quantile_bucket(histogram, total, q).map(|i| (i + 1) as f64 * 0.05)
+    }
+
     /// The busy share at each late tick, in the buckets of [`Self::window_share_histogram`].
     pub fn late_tick_share_histogram(&self) -> [u64; BUSY_BUCKETS] {
         std::array::from_fn(|i| self.late_tick_shares[i].load(Ordering::Relaxed))
@@ -376,6 +384,11 @@ mod tests {
         );
         let share = shedder.busy_share(t0 + 1400 * MS);
         assert!((0.9..=1.0).contains(&share), "{share}");
+        // Half the closed windows were near half busy, the busiest near full.
+        let median = shedder.window_share_quantile(0.5).unwrap();
+        assert!((0.5..=0.55).contains(&median), "{median}");
+        assert!(shedder.window_share_quantile(1.0).unwrap() >= 0.95);
+        assert_eq!(LoadShedder::default().window_share_quantile(0.5), None);
         // Every closed window lands in a bucket: ten near half (the last closed by the first
         // busy tick), then busy ones.
         let windows = shedder.window_share_histogram();

@@ -760,24 +760,6 @@ fn choice<T: Copy>(
 }
 
 /// `on` or `off`.
-/// The upper edge (0–1.05) of the busy-share bucket holding quantile `q` of a histogram of
-/// `LoadShedder`'s 5 % buckets; `None` when it is empty.
-fn busy_quantile(histogram: &[u64], q: f64) -> Option<f64> {
-    let total: u64 = histogram.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = ((total as f64 * q).ceil() as u64).max(1);
-    let mut seen = 0;
-    for (i, &n) in histogram.iter().enumerate() {
-        seen += n;
-        if seen >= rank {
-            return Some(round((i + 1) as f64 * 0.05, 2));
-        }
-    }
-    None
-}
-
 fn on_off(option: &'static str, value: String) -> Result<bool, CliError> {
     choice(
         option,
@@ -3112,10 +3094,12 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
     let per_call_second = |d: Duration| round(d.as_secs_f64() / call_seconds, 6);
     let cpu = per_call_second(engine_cpu);
     let floor_cpu = per_call_second(floor.cpu);
-    let busy_windows = shared
-        .shedder
-        .as_ref()
-        .map_or_else(Vec::new, |s| s.window_share_histogram().to_vec());
+    let busy_quantile = |q: f64| {
+        let shedder = shared.shedder.as_ref()?;
+        shedder
+            .window_share_quantile(q)
+            .map(|share| round(share, 2))
+    };
     let paced_floor_cpu = match config.paced_floor_seconds {
         0 => None,
         s => Some(round(
@@ -3225,9 +3209,12 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         shed_busy_trigger: f64::from(config.shed_busy_pct) / 100.0,
         shed_complexity: config.shed_complexity,
         shed_stalls_let_pass: shared.shedder.as_ref().map_or(0, |s| s.stalls_let_pass()),
-        busy_share_p50: busy_quantile(&busy_windows, 0.5),
-        busy_share_p99: busy_quantile(&busy_windows, 0.99),
-        busy_share_windows: busy_windows,
+        busy_share_p50: busy_quantile(0.5),
+        busy_share_p99: busy_quantile(0.99),
+        busy_share_windows: shared
+            .shedder
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.window_share_histogram().to_vec()),
         late_tick_busy_shares: shared
             .shedder
             .as_ref()
