@@ -130,6 +130,8 @@ if $dry_run; then
   exit 0
 fi
 
+# The system packages the build needs (libopus, cmake, ...), as on a fresh machine.
+scripts/setup.sh
 cargo build --release --example load --example load_plot
 load=target/release/examples/load
 mkdir -p "$results"
