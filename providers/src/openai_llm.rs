@@ -194,7 +194,7 @@ impl OpenAiLlm {
             provider: name.clone(),
             detail,
         };
-        let (service, endpoint) = resolve_named(
+        let endpoint = resolve_named(
             &name,
             config.env,
             config.base_url.as_deref(),
@@ -204,16 +204,7 @@ impl OpenAiLlm {
         if config.model.trim().is_empty() {
             return Err(config_error("no model configured".into()));
         }
-        let key = if config.env.is_some() && endpoint.base_url_is_default {
-            Some(endpoint.api_key.clone().ok_or_else(|| {
-                config_error(format!(
-                    "no API key: set api_key in the config or {}",
-                    service.key_env
-                ))
-            })?)
-        } else {
-            endpoint.api_key.clone()
-        };
+        let key = endpoint.api_key.clone();
         let client = HttpClient::new(
             &config.name,
             HttpTimeouts {

@@ -163,7 +163,7 @@ impl OpenAiTts {
             provider: name.clone(),
             detail,
         };
-        let (service, endpoint) = resolve_named(
+        let endpoint = resolve_named(
             &name,
             config.env,
             config.base_url.as_deref(),
@@ -181,16 +181,7 @@ impl OpenAiTts {
                 return Err(config_error(format!("speed {speed} is outside 0.25..=4.0")));
             }
         }
-        let key = if config.env.is_some() && endpoint.base_url_is_default {
-            Some(endpoint.api_key.clone().ok_or_else(|| {
-                config_error(format!(
-                    "no API key: set api_key in the config or {}",
-                    service.key_env
-                ))
-            })?)
-        } else {
-            endpoint.api_key.clone()
-        };
+        let key = endpoint.api_key.clone();
         let client = HttpClient::new(
             &config.name,
             HttpTimeouts {

@@ -198,30 +198,33 @@ impl Endpoint {
 }
 
 /// Resolves an OpenAI-style adapter's endpoint under its own `provider` name. With a `service`,
-/// gaps in `base_url`/`api_key` are filled from that service's environment variables; without one
-/// (a self-hosted server) no environment is read and the OpenAI defaults apply. Configuration
-/// errors name `provider`. Returns the service whose defaults were used, with the endpoint.
+/// gaps in `base_url`/`api_key` are filled from that service's environment variables, and the
+/// public service (no base URL named anywhere) needs a key; without one (a self-hosted server)
+/// no environment is read, the OpenAI defaults apply and the key is optional. Configuration
+/// errors name `provider`.
 pub fn resolve_named(
     provider: &str,
     service: Option<Service>,
     base_url: Option<&str>,
     api_key: Option<&ApiKey>,
     env: &dyn Env,
-) -> Result<(Service, Endpoint), ProviderError> {
-    let (service, env): (Service, &dyn Env) = match service {
-        Some(service) => (service, env),
-        None => (Service::OPENAI, &NoEnv),
+) -> Result<Endpoint, ProviderError> {
+    let named = |e: ProviderError| match e {
+        ProviderError::Config { detail, .. } => ProviderError::Config {
+            provider: provider.to_string(),
+            detail,
+        },
+        other => other,
     };
-    let endpoint = service
-        .resolve(base_url, api_key, env)
-        .map_err(|e| match e {
-            ProviderError::Config { detail, .. } => ProviderError::Config {
-                provider: provider.to_string(),
-                detail,
-            },
-            other => other,
-        })?;
-    Ok((service, endpoint))
+    let (needs_key, service, env): (bool, Service, &dyn Env) = match service {
+        Some(service) => (true, service, env),
+        None => (false, Service::OPENAI, &NoEnv),
+    };
+    let endpoint = service.resolve(base_url, api_key, env).map_err(named)?;
+    if needs_key && endpoint.base_url_is_default {
+        endpoint.require_key().map_err(named)?;
+    }
+    Ok(endpoint)
 }
 
 /// Joins a base URL and a path with exactly one `/` between them.
@@ -359,6 +362,49 @@ mod tests {
             .resolve(Some("http://localhost:11434/v1"), None, &NoEnv)
             .unwrap();
         assert_eq!(ep.key_for_base_url().unwrap(), None);
+    }
+
+    #[test]
+    fn named_adapters_need_a_key_only_for_the_public_service() {
+        // The public service without a key: an error naming the adapter and the key's variable.
+        let err = resolve_named("my-llm", Some(Service::XAI), None, None, &NoEnv).unwrap_err();
+        assert_eq!(err.kind(), "config");
+        assert!(err.to_string().starts_with("my-llm:"), "{err}");
+        assert!(err.to_string().contains("XAI_API_KEY"), "{err}");
+        // A key from the service's environment satisfies it.
+        let ep = resolve_named(
+            "my-llm",
+            Some(Service::XAI),
+            None,
+            None,
+            &env(&[("XAI_API_KEY", "k")]),
+        )
+        .unwrap();
+        assert_eq!(ep.api_key.unwrap().expose(), "k");
+        // A base URL of its own (a self-hosted server) may go without.
+        let ep = resolve_named(
+            "local",
+            Some(Service::OPENAI),
+            Some("http://127.0.0.1:8080/v1"),
+            None,
+            &NoEnv,
+        )
+        .unwrap();
+        assert!(ep.api_key.is_none());
+        // Without a service nothing is read from the environment and no key is demanded.
+        let ep = resolve_named(
+            "local",
+            None,
+            None,
+            None,
+            &env(&[("OPENAI_API_KEY", "k"), ("OPENAI_BASE_URL", "http://x")]),
+        )
+        .unwrap();
+        assert!(ep.api_key.is_none());
+        assert_eq!(ep.base_url, "https://api.openai.com/v1");
+        // A bad URL is reported under the adapter's name.
+        let err = resolve_named("local", None, Some("nope"), None, &NoEnv).unwrap_err();
+        assert!(err.to_string().starts_with("local:"), "{err}");
     }
 
     #[test]
