@@ -120,6 +120,26 @@ fn load_shedding_reports_the_busy_share_and_the_paced_floor_is_measured() {
     assert!(report.engine_to_paced_floor_ratio.is_some());
 }
 
+/// Network jitter on the callers' packets reaches the engine: its jitter buffers grow to cover
+/// it, and the calls run through (packets held up to three frames arrive out of order and are
+/// put back in order).
+#[test]
+fn network_jitter_on_the_callers_packets_grows_the_jitter_buffers() {
+    let config = LoadConfig {
+        net_jitter: Duration::from_millis(60),
+        ..smoke(Codec::Pcmu, RuntimeKind::Shared, ClockSource::default())
+    };
+    let report = harness::run(&config).expect("the harness runs");
+    assert_eq!(report.net_jitter_ms, 60);
+    assert_eq!(report.calls_completed, 3, "{:?}", report.end_reasons);
+    let target = report.jitter_buffer_target_ms_p50.expect("measured");
+    assert!(
+        target >= 40.0,
+        "a buffer facing 0-60 ms of jitter aims higher: {target} ms"
+    );
+    assert!(report.frames_lost <= report.frames_in / 10);
+}
+
 #[test]
 fn three_opus_calls_run_end_to_end_on_per_core_workers_with_the_shared_timer() {
     check(
@@ -166,6 +186,8 @@ fn command_line_options_parse_into_the_config() {
         "1",
         "--stagger-ms",
         "500",
+        "--net-jitter-ms",
+        "30",
         "--engine-runtime",
         "per-core",
         "--media-clock",
@@ -194,6 +216,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.codec, Codec::Pcmu);
     assert_eq!(config.threads, 1);
     assert_eq!(config.stagger, Duration::from_millis(500));
+    assert_eq!(config.net_jitter, Duration::from_millis(30));
     assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
     assert_eq!(config.media_clock, ClockSource::Interval);
     assert!(config.load_shedding);
@@ -225,6 +248,11 @@ fn command_line_options_parse_into_the_config() {
     );
     assert_eq!(config.shed_complexity, 1);
     assert_eq!(config.paced_floor_seconds, 0, "no paced floor by default");
+    assert_eq!(
+        config.net_jitter,
+        Duration::ZERO,
+        "no network jitter by default"
+    );
     assert_eq!(config.history_limit, HistoryLimit::default());
     let Ok(Command::Run { config, .. }) = parse(&["--history-limit", "all"]) else {
         panic!("the whole conversation");

@@ -18,7 +18,7 @@
 #[path = "stats.rs"]
 pub mod stats;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -313,6 +313,9 @@ pub struct LoadConfig {
     pub caller_priority: ThreadPriority,
     /// Call starts are spread evenly over this window.
     pub stagger: Duration,
+    /// Network jitter on the callers' packets: each is held a uniformly random 0 to this long
+    /// before it is sent (independently, so with more than a frame packets also reorder).
+    pub net_jitter: Duration,
     /// Calls are answered (the agent greets) after a delay spread over this window, so their
     /// conversations run at unrelated phases — about half the agents speak at any moment — as
     /// calls that started at random times would. Before the answer the call rings with media
@@ -362,6 +365,7 @@ impl Default for LoadConfig {
             engine_priority: ThreadPriority::Normal,
             caller_priority: ThreadPriority::Normal,
             stagger: Duration::from_millis(1000),
+            net_jitter: Duration::ZERO,
             answer_spread: Duration::from_millis(7000),
             complexity: 5,
             providers: ProviderLatencies::default(),
@@ -486,6 +490,10 @@ Options:
                            each its own tokio Interval in the runtime's timer wheel
                            [default: shared]
   --stagger-ms MS          spread call starts evenly over MS milliseconds [default: 1000]
+  --net-jitter-ms MS       hold each caller packet a random 0 to MS milliseconds before it
+                           is sent (network jitter; reorders above 20); the latencies count
+                           from the packets' arrival, so the network's delay is not the
+                           engine's [default: 0]
   --answer-spread-ms MS    answer the calls after delays spread over MS milliseconds, so their
                            conversations (and agent speech) are out of step [default: 7000]
   --complexity 0-10        engine Opus encoder complexity [default: 5]
@@ -649,6 +657,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                 };
             }
             "--stagger-ms" => config.stagger = ms(3_600_000, "0 to 3600000 (ms)")?,
+            "--net-jitter-ms" => config.net_jitter = ms(1_000, "0 to 1000 (ms)")?,
             "--answer-spread-ms" => config.answer_spread = ms(3_600_000, "0 to 3600000 (ms)")?,
             "--complexity" => config.complexity = number(option, &value, 0, 10, "0 to 10")? as u8,
             "--history-limit" => {
@@ -701,7 +710,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 36] = [
+    const OPTIONS: [&str; 37] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -723,6 +732,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--caller-priority",
         "--history-limit",
         "--stagger-ms",
+        "--net-jitter-ms",
         "--answer-spread-ms",
         "--complexity",
         "--stt-final-ms",
@@ -1216,7 +1226,8 @@ struct CallerReport {
 /// An interruption being measured.
 #[derive(Debug, Default)]
 struct BargeIn {
-    /// When the caller's first speech packet went out.
+    /// When the caller's first speech packet reached the engine's side of the network (its
+    /// send time plus its network jitter).
     onset: Option<Instant>,
     /// The last audible agent packet after the onset.
     last_audible: Option<Instant>,
@@ -1262,6 +1273,9 @@ struct Caller {
     /// The agent frame being checked for sound (reused: no 2 KB frame built per packet).
     heard: AudioFrame,
     report: CallerReport,
+    /// Draws each packet's network jitter (its own generator, so runs without jitter talk as
+    /// they always did).
+    jitter_rng: Lcg,
 }
 
 impl Caller {
@@ -1306,6 +1320,7 @@ impl Caller {
             expected_seq: None,
             packet: [0; 1600],
             heard: AudioFrame::silent(SampleRate::Hz8000),
+            jitter_rng: Lcg::new(0x6a09_e667 ^ index as u64),
             report: CallerReport::default(),
         })
     }
@@ -1322,8 +1337,16 @@ impl Caller {
         };
     }
 
-    /// One 20 ms tick: turn-taking, then the packet to send now.
-    fn on_tick(&mut self, now: Instant) -> Result<&[u8], HarnessError> {
+    /// One 20 ms tick: turn-taking, then the packet to send now and how long the network holds
+    /// it first (its jitter).
+    fn on_tick(&mut self, now: Instant) -> Result<(&[u8], Duration), HarnessError> {
+        let max_us = self.shared.config.net_jitter.as_micros() as u64;
+        let jitter = match max_us {
+            0 => Duration::ZERO,
+            m => Duration::from_micros(self.jitter_rng.next_u64() % (m + 1)),
+        };
+        // Where the packet is on the wire to the engine: what its latencies count from.
+        let arrives = now + jitter;
         match self.phase {
             Phase::Listen {
                 since,
@@ -1373,11 +1396,12 @@ impl Caller {
             barge,
         } = &mut self.phase
         {
-            // The packet leaves right after this tick: its send time is `now`.
+            // The packet leaves right after this tick and reaches the engine's side at
+            // `arrives` (`now` without network jitter).
             if loud {
-                *last_loud = Some(now);
+                *last_loud = Some(arrives);
                 if let Some(b) = barge.as_mut() {
-                    b.onset.get_or_insert(now);
+                    b.onset.get_or_insert(arrives);
                 }
             }
             if let Some(b) = barge.as_mut().filter(|b| !b.settled) {
@@ -1422,7 +1446,7 @@ impl Caller {
                 };
             }
         }
-        Ok(&self.packet[..n])
+        Ok((&self.packet[..n], jitter))
     }
 
     /// An agent packet arrived at `now`.
@@ -1491,8 +1515,25 @@ async fn run_caller<T: PacketTransport>(
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut buf = [0u8; 2048];
+    // Packets the network still holds (with `--net-jitter-ms`), in the order they will arrive.
+    let in_flight = caller.shared.config.net_jitter.as_millis() as usize / 20 + 2;
+    let mut held: VecDeque<(Instant, usize, [u8; 1600])> = VecDeque::with_capacity(in_flight);
+    let far = Instant::now() + Duration::from_secs(86_400);
+    let release = tokio::time::sleep_until(far);
+    tokio::pin!(release);
     loop {
         tokio::select! {
+            () = &mut release, if !held.is_empty() => {
+                let now = Instant::now();
+                while held.front().is_some_and(|(at, _, _)| *at <= now) {
+                    if let Some((_, n, packet)) = held.pop_front() {
+                        if !matches!(socket.send_to(&packet[..n], engine), Ok(true)) {
+                            caller.report.send_failures += 1;
+                        }
+                    }
+                }
+                release.as_mut().reset(held.front().map_or(far, |h| h.0));
+            }
             due = tick.tick() => {
                 // Agent packets waiting since the last tick (a polled socket), at their
                 // kernel arrival stamps, so the latencies measured do not move.
@@ -1510,9 +1551,20 @@ async fn run_caller<T: PacketTransport>(
                 if now.saturating_duration_since(due) > LATE {
                     caller.report.late_ticks += 1;
                 }
-                let packet = caller.on_tick(now)?;
-                if !matches!(socket.send_to(packet, engine), Ok(true)) {
-                    caller.report.send_failures += 1;
+                let (packet, jitter) = caller.on_tick(now)?;
+                if jitter.is_zero() {
+                    if !matches!(socket.send_to(packet, engine), Ok(true)) {
+                        caller.report.send_failures += 1;
+                    }
+                } else {
+                    let at = now + jitter;
+                    let mut copy = [0u8; 1600];
+                    copy[..packet.len()].copy_from_slice(packet);
+                    let i = held.partition_point(|(t, _, _)| *t <= at);
+                    held.insert(i, (at, packet.len(), copy));
+                    if i == 0 {
+                        release.as_mut().reset(at);
+                    }
                 }
             }
             received = socket.recv_from(&mut buf) => {
@@ -2648,6 +2700,8 @@ pub struct LoadReport {
     pub history_limit: Option<usize>,
     /// Call starts spread over this window (ms).
     pub stagger_ms: u64,
+    /// Network jitter on the callers' packets: each held a random 0 to this many ms.
+    pub net_jitter_ms: u64,
     /// Answers spread over this window (ms).
     pub answer_spread_ms: u64,
     /// What the callers said.
@@ -3230,6 +3284,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         opus_complexity: (config.codec == Codec::Opus).then_some(config.complexity),
         history_limit: config.history_limit.messages(),
         stagger_ms: config.stagger.as_millis() as u64,
+        net_jitter_ms: config.net_jitter.as_millis() as u64,
         answer_spread_ms: config.answer_spread.as_millis() as u64,
         caller_audio: shared.audio.source.clone(),
         providers,
