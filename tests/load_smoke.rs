@@ -127,10 +127,12 @@ fn load_shedding_reports_the_busy_share_and_the_paced_floor_is_measured() {
 fn network_jitter_on_the_callers_packets_grows_the_jitter_buffers() {
     let config = LoadConfig {
         net_jitter: Duration::from_millis(60),
+        catch_up: true,
         ..smoke(Codec::Pcmu, RuntimeKind::Shared, ClockSource::default())
     };
     let report = harness::run(&config).expect("the harness runs");
     assert_eq!(report.net_jitter_ms, 60);
+    assert!(report.catch_up);
     assert_eq!(report.calls_completed, 3, "{:?}", report.end_reasons);
     let target = report.jitter_buffer_target_ms_p50.expect("measured");
     assert!(
@@ -188,6 +190,8 @@ fn command_line_options_parse_into_the_config() {
         "500",
         "--net-jitter-ms",
         "30",
+        "--catch-up",
+        "on",
         "--engine-runtime",
         "per-core",
         "--media-clock",
@@ -217,6 +221,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.threads, 1);
     assert_eq!(config.stagger, Duration::from_millis(500));
     assert_eq!(config.net_jitter, Duration::from_millis(30));
+    assert!(config.catch_up);
     assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
     assert_eq!(config.media_clock, ClockSource::Interval);
     assert!(config.load_shedding);
@@ -253,6 +258,7 @@ fn command_line_options_parse_into_the_config() {
         Duration::ZERO,
         "no network jitter by default"
     );
+    assert!(!config.catch_up, "the engine's default");
     assert_eq!(config.history_limit, HistoryLimit::default());
     let Ok(Command::Run { config, .. }) = parse(&["--history-limit", "all"]) else {
         panic!("the whole conversation");

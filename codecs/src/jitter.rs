@@ -85,6 +85,17 @@
 //! slowly. The buffer moves its actual delay towards the target at talk-spurt
 //! starts (shortening or lengthening the silence before them) and otherwise
 //! one frame at a time through [`PlayoutAdjust`].
+//!
+//! # Catching up
+//!
+//! A listener that is not a loudspeaker (a voice detector deciding that the
+//! caller has stopped talking) gains nothing from the delay: what it wants is
+//! each frame as soon as it is here. [`JitterBuffer::set_catch_up`] lets it drain
+//! the buffer while that matters (the caller's pause at the end of a turn):
+//! [`JitterBuffer::pop_ahead`] hands out the next packet early when it has
+//! arrived in order, no adjustment is made, and a missing packet is waited for
+//! (not skipped, not declared lost) until its normal playout time. Off again, the
+//! buffer lengthens its delay back to the target one frame at a time.
 
 use std::time::Duration;
 
@@ -340,6 +351,8 @@ pub struct JitterStats {
     pub shortened: u64,
     /// Packets played one frame longer to increase the delay.
     pub lengthened: u64,
+    /// Packets handed out ahead of their turn while catching up ([`JitterBuffer::pop_ahead`]).
+    pub ahead: u64,
     /// The current target delay.
     pub target_delay: Duration,
     /// The delay measured at the last packet handed out (above the fastest network path).
@@ -579,6 +592,8 @@ pub struct JitterBuffer {
     lookahead: bool,
     /// The last pop was an underrun (a run of them holds the playout point only once).
     underrun_run: bool,
+    /// The consumer is draining the buffer ([`JitterBuffer::set_catch_up`]).
+    catch_up: bool,
 
     stats: JitterStats,
 }
@@ -625,6 +640,7 @@ impl JitterBuffer {
             late_run: None,
             lookahead: false,
             underrun_run: false,
+            catch_up: false,
             stats: JitterStats::default(),
         };
         buffer.target_us = buffer.initial_us;
@@ -774,6 +790,40 @@ impl JitterBuffer {
             State::Buffering => self.pop_buffering(now_us),
             State::Playing => self.pop_playing(now_us),
         }
+    }
+
+    /// Starts or stops catching up (see "Catching up" in the module docs). While on, `pop`
+    /// makes no [`PlayoutAdjust`] and waits for a missing packet until its normal playout
+    /// time instead of moving past it, and [`JitterBuffer::pop_ahead`] may hand out packets
+    /// early. Turning it off lets the delay grow back to the target.
+    pub fn set_catch_up(&mut self, on: bool) {
+        self.catch_up = on;
+    }
+
+    /// True while catching up.
+    pub fn is_catching_up(&self) -> bool {
+        self.catch_up
+    }
+
+    /// While catching up, the next packet when it is already here and continues the talk-spurt,
+    /// handed out now, ahead of its turn ([`Playout::Packet`] without adjustment); `None`
+    /// otherwise, and always when not catching up. Decode it as any packet; the next `pop`
+    /// or `pop_ahead` continues after it.
+    pub fn pop_ahead(&mut self, now: Duration) -> Option<Playout<'_>> {
+        if !self.catch_up || self.state != State::Playing {
+            return None;
+        }
+        let head = self.stored(self.next_seq)?;
+        if self.is_spurt_start(&head) {
+            return None;
+        }
+        let now_us = self.advance_clock(now);
+        self.last_pop_us = now_us;
+        self.underrun_run = false;
+        self.cursor = head.ext_ts;
+        self.measure_delay(now_us, head.ext_ts);
+        self.stats.ahead += 1;
+        Some(self.play_head(PlayoutAdjust::None))
     }
 
     // ----- insertion -----
@@ -1077,9 +1127,7 @@ impl JitterBuffer {
         if let Some(head) = self.stored(self.next_seq) {
             self.underrun_run = false;
             let t = head.ext_ts;
-            let spurt_start = t > self.cursor.saturating_add(half)
-                || (head.marker && t.saturating_add(half) >= self.cursor);
-            if spurt_start {
+            if self.is_spurt_start(&head) {
                 // A talk-spurt boundary: place the spurt at the target delay.
                 if now_us.saturating_add(self.half_frame_us()) < self.due_us(t) {
                     self.stats.silence_frames += 1;
@@ -1099,7 +1147,8 @@ impl JitterBuffer {
             // Without look-ahead, the first underrun of a run waits: the slot stays due, so a
             // packet that is late or lost (FEC from the next one) costs a frame of delay, not
             // a frame of audio. Later underruns of the run move on (a pause, an outage).
-            if self.lookahead || self.underrun_run {
+            // Catching up, the consumer is ahead of the network: the slot stays due.
+            if (self.lookahead || self.underrun_run) && !self.catch_up {
                 self.cursor = self.cursor.saturating_add(u64::from(self.cfg.frame_ticks));
             }
             self.underrun_run = true;
@@ -1113,6 +1162,13 @@ impl JitterBuffer {
         let est = later
             .ext_ts
             .saturating_sub(gap.saturating_mul(self.nominal_ticks));
+        if self.catch_up && now_us.saturating_add(self.half_frame_us()) < self.due_us(est) {
+            // Catching up, a later packet does not prove a loss yet: the missing one may be
+            // reordered. It gets until its normal playout time.
+            self.underrun_run = true;
+            self.stats.underrun_frames += 1;
+            return Playout::Underrun;
+        }
         let start = if est > self.cursor.saturating_add(half) {
             if now_us.saturating_add(self.half_frame_us()) < self.due_us(est) {
                 self.stats.silence_frames += 1;
@@ -1196,6 +1252,9 @@ impl JitterBuffer {
     /// Picks a one-frame adjustment towards the target, within a dead band of
     /// [target - frame/2, target + frame] so it does not oscillate.
     fn choose_adjust(&mut self, delay_us: i64) -> PlayoutAdjust {
+        if self.catch_up {
+            return PlayoutAdjust::None;
+        }
         let above = delay_us > self.target_us.saturating_add(self.frame_us);
         let below = delay_us.saturating_add(self.frame_us / 2) < self.target_us;
         if above && self.stored(self.next_seq.wrapping_add(1)).is_some() {
@@ -1250,6 +1309,14 @@ impl JitterBuffer {
         self.ts_us(t)
             .saturating_add(self.delays.min)
             .saturating_add(self.target_us)
+    }
+
+    /// The head starts a new talk-spurt (a timestamp gap, or the marker), so it is placed at the
+    /// target delay rather than played on.
+    fn is_spurt_start(&self, head: &Slot) -> bool {
+        let half = self.half_frame_ticks;
+        head.ext_ts > self.cursor.saturating_add(half)
+            || (head.marker && head.ext_ts.saturating_add(half) >= self.cursor)
     }
 
     fn half_frame_us(&self) -> i64 {
@@ -1979,6 +2046,113 @@ mod tests {
         assert_eq!(l.jb.pop(at_ms(end + 120)), Playout::Buffering);
         let out = l.jb.insert(at_ms(end + 140), 3, 99, true, &[1]);
         assert_eq!(out, Ok(InsertOutcome::Stored));
+    }
+
+    /// A buffer that holds three packets (60 ms) on a clean stream: ticks 0..=`until_ms`,
+    /// each packet arriving at its send time.
+    fn held_three(until_ms: u64) -> Listener {
+        let cfg = JitterConfig {
+            min_delay: Duration::from_millis(60),
+            initial_delay: Duration::from_millis(60),
+            ..JitterConfig::default()
+        };
+        let mut l = Listener::new(cfg);
+        for i in 0..=until_ms / 20 {
+            l.insert(i * 20, i as u16, i as u32 * 960, i == 0);
+            l.tick(i * 20);
+        }
+        l
+    }
+
+    #[test]
+    fn catching_up_hands_out_what_has_arrived_and_waits_for_the_rest() {
+        let mut l = held_three(980);
+        let held = l.jb.buffered_packets();
+        assert!(held >= 2, "60 ms of delay holds packets: {held}");
+        assert!(
+            l.jb.pop_ahead(at_ms(985)).is_none(),
+            "only while catching up"
+        );
+        l.jb.set_catch_up(true);
+        assert!(l.jb.is_catching_up());
+        // Everything already here comes out now, in order, unadjusted.
+        let mut ahead = Vec::new();
+        while let Some(p) = l.jb.pop_ahead(at_ms(985)) {
+            match p {
+                Playout::Packet { seq, adjust, .. } => {
+                    assert_eq!(adjust, PlayoutAdjust::None);
+                    ahead.push(seq);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(ahead.len(), held);
+        assert!(ahead.windows(2).all(|w| w[1] == w[0] + 1), "{ahead:?}");
+        assert_eq!(*ahead.last().unwrap(), 49);
+        assert_eq!(l.jb.buffered_packets(), 0);
+        assert_eq!(l.jb.stats().ahead, held as u64);
+        // Nothing is here: a pop waits for the next packet without moving past its slot.
+        assert_eq!(l.jb.pop(at_ms(990)), Playout::Underrun);
+        l.insert(1000, 50, 50 * 960, false);
+        assert!(matches!(
+            l.jb.pop(at_ms(1000)),
+            Playout::Packet {
+                seq: 50,
+                adjust: PlayoutAdjust::None,
+                ..
+            }
+        ));
+        // 52 overtakes 51: catching up, 51 is not lost before its normal playout time.
+        l.insert(1040, 52, 52 * 960, false);
+        assert_eq!(l.jb.pop(at_ms(1040)), Playout::Underrun);
+        assert!(l.jb.pop_ahead(at_ms(1040)).is_none());
+        l.insert(1045, 51, 51 * 960, false);
+        assert!(matches!(
+            l.jb.pop(at_ms(1060)),
+            Playout::Packet { seq: 51, .. }
+        ));
+        assert!(matches!(
+            l.jb.pop_ahead(at_ms(1060)),
+            Some(Playout::Packet { seq: 52, .. })
+        ));
+        let stats = l.jb.stats();
+        assert_eq!((stats.lost, stats.too_late), (0, 0));
+    }
+
+    #[test]
+    fn a_packet_missing_past_its_normal_time_is_lost_even_while_catching_up() {
+        let mut l = held_three(980);
+        l.jb.set_catch_up(true);
+        while l.jb.pop_ahead(at_ms(985)).is_some() {}
+        // 50 never comes; 51 does. At 50's normal playout time (its timestamp + 60 ms) it is lost.
+        l.insert(1020, 51, 51 * 960, false);
+        assert_eq!(l.jb.pop(at_ms(1020)), Playout::Underrun);
+        assert!(matches!(
+            l.jb.pop(at_ms(1060)),
+            Playout::Lost {
+                seq: 50,
+                next: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn after_catching_up_the_delay_grows_back_to_the_target() {
+        let mut l = held_three(980);
+        l.jb.set_catch_up(true);
+        while l.jb.pop_ahead(at_ms(985)).is_some() {}
+        l.jb.set_catch_up(false);
+        l.outs.clear();
+        for i in 50..150u64 {
+            l.insert(i * 20, i as u16, i as u32 * 960, false);
+            l.tick(i * 20);
+        }
+        let stats = l.jb.stats();
+        assert!(stats.lengthened >= 2, "{stats:?}");
+        assert_eq!(stats.lost, 0);
+        assert!(l.jb.buffered_packets() >= 2, "the delay is back");
+        l.slots();
     }
 
     #[test]

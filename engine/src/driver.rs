@@ -94,6 +94,19 @@ pub trait MediaPort: Send + 'static {
     fn set_load_shedding(&mut self, shed: bool) {
         let _ = shed;
     }
+    /// Starts or stops catching up: while on, [`MediaPort::caller_frame_ahead`] may hand out
+    /// caller frames whose packets have already arrived, ahead of the media clock (the driver
+    /// does so in the caller's pauses, so the end of a turn is heard as soon as it is here).
+    /// Called when the state changes; must not block or allocate. The default ignores it.
+    fn set_catch_up(&mut self, on: bool) {
+        let _ = on;
+    }
+    /// While catching up, one more caller frame whose packet is already here, decoded ahead of
+    /// the clock; `false` when there is none. The default has none.
+    fn caller_frame_ahead(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
+        let _ = (now, out);
+        false
+    }
 }
 
 /// The providers a call uses; the pipeline picks STT+LLM+TTS or the realtime model.
@@ -159,6 +172,16 @@ pub struct DriverOptions {
     /// ([`LoadShedder::busy_share`]).
     /// Default `None`: the encoder keeps its settings whatever the load.
     pub load_shedding: Option<Arc<LoadShedder>>,
+    /// Hear the end of the caller's turn as soon as it has arrived: while the caller pauses
+    /// (the VAD's last frame unvoiced) and no agent speech is queued, each tick also takes one
+    /// caller frame whose packet is already here, ahead of the media clock
+    /// ([`MediaPort::caller_frame_ahead`]), through VAD to the call and to STT, so the jitter
+    /// buffer's delay is drained out of the turn's latency. The buffer stays drained through
+    /// the rest of the caller's turn (it waits for late packets instead of lengthening, see
+    /// [`voxline_codecs::jitter::JitterBuffer::set_catch_up`]) and grows its delay back once
+    /// agent speech is queued. Frames taken ahead are not recorded (they are the caller's
+    /// pause; the recording keeps the clock's timeline). Default off.
+    pub catch_up_in_pauses: bool,
 }
 
 impl Default for DriverOptions {
@@ -173,6 +196,7 @@ impl Default for DriverOptions {
             tick_snap: TickSnap::Auto,
             media_clock: ClockSource::default(),
             load_shedding: None,
+            catch_up_in_pauses: false,
         }
     }
 }
@@ -414,6 +438,9 @@ pub struct MediaCounters {
     pub ticks: u64,
     /// Caller frames processed.
     pub caller_frames: u64,
+    /// Of those, frames taken ahead of the media clock in the caller's pauses
+    /// ([`DriverOptions::catch_up_in_pauses`]).
+    pub caller_frames_ahead: u64,
     /// Agent frames sent (non-silent).
     pub agent_frames: u64,
     /// Caller frames dropped because the STT ring was full.
@@ -933,6 +960,8 @@ impl<P: MediaPort> CallTask<P> {
         let caller_rate = port.caller_rate();
         let mut vad = VoiceDetector::new(caller_rate, options.vad).ok();
         let mut caller_frame = AudioFrame::silent(caller_rate);
+        // A caller frame taken ahead of the clock in a pause (see `catch_up_in_pauses`).
+        let mut ahead_frame = AudioFrame::silent(caller_rate);
         let agent_rate = port.agent_rate();
         let mut agent_frame = AudioFrame::silent(agent_rate);
         // The outbound slot of the last tick, while it is silent and still open (see below), and
@@ -1017,6 +1046,9 @@ impl<P: MediaPort> CallTask<P> {
         let mut control_limit = options.control_rate_limit.clone();
         let mut phase = PhaseAligner::default();
         let mut shedding = false;
+        // The VAD's last classification of a caller frame, and whether the port catches up.
+        let mut caller_voiced: Option<bool> = None;
+        let mut catching_up = false;
 
         loop {
             tokio::select! {
@@ -1054,7 +1086,9 @@ impl<P: MediaPort> CallTask<P> {
                             ticker.reset_at(next);
                         }
                     }
-                    if options.align_media_phase {
+                    // Catching up, ticks without a packet are the buffer drained, not packets
+                    // missing their tick: the clock's phase is left alone meanwhile.
+                    if options.align_media_phase && !catching_up {
                         if let Some(shift) = phase.observe(port.playout_slack()) {
                             counters.phase_shifts += 1;
                             ticker.reset_at(next_tick(due, FRAME - shift, seat.grid()));
@@ -1064,6 +1098,7 @@ impl<P: MediaPort> CallTask<P> {
                         counters.caller_frames += 1;
                         if let Some(vad) = vad.as_mut() {
                             let outcome = vad.process(now, &caller_frame);
+                            caller_voiced = outcome.voiced.or(caller_voiced);
                             call.on_caller_vad(now, outcome);
                         }
                         if call.forwards_caller_audio() && has_listener {
@@ -1071,6 +1106,32 @@ impl<P: MediaPort> CallTask<P> {
                                 call.count_forwarded_audio(FRAME);
                             } else {
                                 counters.stt_frames_dropped += 1;
+                            }
+                        }
+                    }
+                    // In the caller's pause, with no agent speech queued, what has already
+                    // arrived is heard now: one more frame a tick, ahead of the clock. The
+                    // buffer stays drained (no lengthening) until the agent answers, so a
+                    // pause inside the caller's turn does not cost its rest the delay again.
+                    if let (true, Some(vad)) = (options.catch_up_in_pauses, vad.as_mut()) {
+                        let pausing = caller_voiced == Some(false) && !call.agent_speaking();
+                        let drain = if call.agent_speaking() { false } else { catching_up || pausing };
+                        if drain != catching_up {
+                            catching_up = drain;
+                            port.set_catch_up(drain);
+                        }
+                        if pausing && port.caller_frame_ahead(now, &mut ahead_frame) {
+                            counters.caller_frames += 1;
+                            counters.caller_frames_ahead += 1;
+                            let outcome = vad.process(now, &ahead_frame);
+                            caller_voiced = outcome.voiced.or(caller_voiced);
+                            call.on_caller_vad(now, outcome);
+                            if call.forwards_caller_audio() && has_listener {
+                                if audio_tx.push(ahead_frame) {
+                                    call.count_forwarded_audio(FRAME);
+                                } else {
+                                    counters.stt_frames_dropped += 1;
+                                }
                             }
                         }
                     }

@@ -200,3 +200,64 @@ async fn media_clock_moves_to_the_callers_packets(clock: ClockSource) {
         |e| matches!(e, CallEvent::AgentSpeechStopped { text, .. } if text.contains("Monday"))
     ));
 }
+
+/// With a jitter buffer that holds 60 ms, the caller's pause at the end of a turn reaches the
+/// VAD as it arrives when the driver catches up: the answer reaches the caller about that much
+/// sooner, and the buffer's delay is back for the next turn.
+#[tokio::test(start_paused = true)]
+async fn catching_up_in_the_pause_takes_the_jitter_buffer_out_of_the_turn() {
+    let run = |catch_up: bool| async move {
+        let mut config = opus_config();
+        config.jitter_delay = (ms(60), ms(60), config.jitter_delay.2);
+        run_rtp_call_with(
+            config,
+            CallSettings::default(),
+            providers(
+                vec!["Can I book a cleaning", "And on Tuesday"],
+                "Yes, on Monday at ten.",
+            ),
+            CallerScript {
+                speech: vec![(ms(4000), ms(5600)), (ms(9000), ms(10_000))],
+                until: ms(14_000),
+                ..Default::default()
+            },
+            voxline_engine::driver::DriverOptions {
+                catch_up_in_pauses: catch_up,
+                ..Default::default()
+            },
+            collect,
+        )
+        .await
+    };
+    let held = run(false).await;
+    let caught = run(true).await;
+    assert_eq!(held.outcome.media.caller_frames_ahead, 0);
+    let ahead = caught.outcome.media.caller_frames_ahead;
+    assert!(ahead >= 4, "two pauses drained: {ahead} frames ahead");
+    let (before, after) = (first_reply(&held.log), first_reply(&caught.log));
+    assert!(
+        after + ms(40) <= before,
+        "the answer reaches the caller sooner: {after:?} vs {before:?}"
+    );
+    // Both turns are answered: the second is heard whole after the buffer grew back.
+    for call in [&held, &caught] {
+        let answers = call
+            .events
+            .iter()
+            .filter(|e| matches!(e, CallEvent::AgentSpeechStopped { .. }))
+            .count();
+        assert!(answers >= 2, "{answers} answers");
+        let heard: Vec<_> = call
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                CallEvent::Transcript {
+                    text,
+                    is_final: true,
+                } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(heard.contains(&"And on Tuesday"), "{heard:?}");
+    }
+}

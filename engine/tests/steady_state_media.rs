@@ -151,6 +151,56 @@ fn steady_state_frame_allocates_nothing() {
     assert_eq!(allocs, 0, "allocations in 500 steady-state frames");
 }
 
+/// Catching up in the caller's pauses allocates nothing either: frames taken ahead of the clock
+/// (jitter buffer `pop_ahead`, decode, resample) and the buffer growing its delay back.
+#[test]
+fn catching_up_takes_frames_ahead_without_allocating() {
+    let remote: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+    let mut config = MediaConfig::new(opus_registry(), 111);
+    // A buffer that holds 60 ms, so there is something to take ahead.
+    config.jitter_delay = (
+        Duration::from_millis(60),
+        Duration::from_millis(60),
+        config.jitter_delay.2,
+    );
+    let mut caller = OutboundMedia::new(&config).unwrap();
+    let mut packets: Vec<Vec<u8>> = Vec::new();
+    let mut frame48 = AudioFrame::silent(SampleRate::Hz48000);
+    for i in 0..800 {
+        frame48.reset(SampleRate::Hz48000, FrameOrigin::Received);
+        voiced_signal(SampleRate::Hz48000, i * 960, frame48.samples_mut());
+        if let Some(p) = caller.next_packet(Some(&frame48)) {
+            packets.push(p.to_vec());
+        }
+    }
+    let mut inbound = InboundMedia::new(&config).unwrap();
+    let mut vad = VoiceDetector::new(SampleRate::Hz16000, VadConfig::default()).unwrap();
+    let mut frame = AudioFrame::silent(SampleRate::Hz16000);
+    let mut run = |from: usize, to: usize| {
+        for (i, p) in packets[from..to].iter().enumerate() {
+            let k = from + i;
+            let now = Duration::from_millis(k as u64 * 20);
+            inbound.on_datagram(now, remote, p);
+            // Alternately drained (100 frames) and growing its delay back (100 frames).
+            inbound.set_catch_up((k / 100) % 2 == 1);
+            if inbound.next_frame(now, &mut frame) {
+                vad.process(now, &frame);
+            }
+            while inbound.next_frame_ahead(now, &mut frame) {
+                vad.process(now, &frame);
+            }
+        }
+    };
+    run(0, 200);
+    let ((), allocs) = counted(|| run(200, 800));
+    let counters = inbound.counters();
+    assert!(
+        counters.frames_ahead >= 6,
+        "three drains of 60 ms: {counters:?}"
+    );
+    assert_eq!(allocs, 0, "allocations in 600 frames with catching up");
+}
+
 /// The media clock's ticks allocate nothing either: 50 calls' clocks on one runtime, served by
 /// its shared timer, tick for 2 s of (paused) time after a warm-up with no allocation at all —
 /// neither in the clocks nor in the hub that wakes them nor in tokio's timer beneath.

@@ -283,6 +283,9 @@ pub struct LoadConfig {
     pub caller_socket: SocketKind,
     /// Move each call's media clock towards its packets (`DriverOptions::align_media_phase`).
     pub phase_align: bool,
+    /// Take caller frames ahead of the clock in the caller's pauses
+    /// (`DriverOptions::catch_up_in_pauses`).
+    pub catch_up: bool,
     /// Run the stall probe thread (`host_stalls`); off, the process has only the engine's and
     /// the callers' threads (the probe's 1 ms wake-ups keep a vCPU from idling deeply).
     pub stall_probe: bool,
@@ -353,6 +356,7 @@ impl Default for LoadConfig {
             engine_socket: SocketKind::Polled,
             caller_socket: SocketKind::Polled,
             phase_align: true,
+            catch_up: false,
             stall_probe: true,
             tick_snap: TickSnap::Auto,
             engine_runtime: RuntimeKind::Shared,
@@ -454,6 +458,9 @@ Options:
                            stamps [default: polled]
   --phase-align on|off     move each call's media clock towards its packets' arrivals
                            [default: on]
+  --catch-up on|off        in the caller's pauses take frames already received ahead of the
+                           media clock, draining the jitter buffer's delay out of the turn
+                           (frames_ahead counts them) [default: off]
   --stall-probe on|off     run a thread that sleeps 1 ms at a time and records the
                            machine's stalls (host_stalls) [default: on]
   --load-shedding on|off   shed load together: at a tick 5 ms late every call's Opus
@@ -630,6 +637,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
                 }
             }
             "--phase-align" => config.phase_align = on_off(option, value)?,
+            "--catch-up" => config.catch_up = on_off(option, value)?,
             "--stall-probe" => config.stall_probe = on_off(option, value)?,
             "--load-shedding" => config.load_shedding = on_off(option, value)?,
             "--shed-sustain-ms" => config.shed_sustain = ms(10_000, "0 to 10000 (ms)")?,
@@ -710,7 +718,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
 
 /// The canonical name of a known option.
 fn option_name(name: &str) -> Option<&'static str> {
-    const OPTIONS: [&str; 37] = [
+    const OPTIONS: [&str; 38] = [
         "--calls",
         "--seconds",
         "--codec",
@@ -719,6 +727,7 @@ fn option_name(name: &str) -> Option<&'static str> {
         "--engine-socket",
         "--caller-socket",
         "--phase-align",
+        "--catch-up",
         "--stall-probe",
         "--tick-grid-ms",
         "--engine-runtime",
@@ -1846,6 +1855,7 @@ async fn run_call<T: PacketTransport, C: PacketTransport>(
     let options = DriverOptions {
         auto_answer: false,
         align_media_phase: shared.config.phase_align,
+        catch_up_in_pauses: shared.config.catch_up,
         tick_snap: shared.config.tick_snap,
         media_clock: shared.config.media_clock,
         load_shedding: shared.shedder.clone(),
@@ -2643,6 +2653,8 @@ pub struct LoadReport {
     pub caller_socket: &'static str,
     /// Whether the media clocks followed their packets' arrivals.
     pub phase_align: bool,
+    /// Whether the calls took caller frames ahead of the clock in pauses.
+    pub catch_up: bool,
     /// Whether the stall probe ran (`host_stalls` is empty without it).
     pub stall_probe: bool,
     /// `realtime` when every probe ran at real-time priority (its stalls are the vCPU's),
@@ -2730,6 +2742,8 @@ pub struct LoadReport {
     pub frames_concealed: u64,
     /// Caller frames the engine rebuilt from in-band FEC.
     pub frames_recovered: u64,
+    /// Caller frames taken ahead of the media clock in pauses (`--catch-up on`).
+    pub frames_ahead: u64,
     /// The engine's jitter-buffer delay (above the fastest packet) when the calls ended, median
     /// over calls (ms).
     pub jitter_buffer_delay_ms_p50: Option<f64>,
@@ -3077,7 +3091,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         (0u64, 0u64, 0u64, 0u64);
     let (mut speech_sent, mut noise_sent, mut unsent, mut send_failures) = (0u64, 0u64, 0u64, 0u64);
     let (mut interruptions, mut provider_errors) = (0u64, 0u64);
-    let (mut phase_shifts, mut grid_moves, mut shed_ticks) = (0u64, 0u64, 0u64);
+    let (mut phase_shifts, mut grid_moves, mut shed_ticks, mut ahead) = (0u64, 0u64, 0u64, 0u64);
     let (mut tick_work_max, mut late_tick_work_max) = (Duration::ZERO, Duration::ZERO);
     let mut late_at: Vec<Duration> = Vec::new();
     for r in &results {
@@ -3091,6 +3105,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         lost_out += r.caller.agent_lost;
         concealed += r.inbound.frames_concealed;
         recovered += r.inbound.frames_recovered;
+        ahead += r.media.caller_frames_ahead;
         misses += r.media.late_ticks;
         phase_shifts += r.media.phase_shifts;
         grid_moves += r.media.grid_moves;
@@ -3238,6 +3253,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         engine_socket: config.engine_socket.name(),
         caller_socket: config.caller_socket.name(),
         phase_align: config.phase_align,
+        catch_up: config.catch_up,
         stall_probe: config.stall_probe,
         stall_probe_priority: match (config.stall_probe, probed.realtime) {
             (false, _) => None,
@@ -3304,6 +3320,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, HarnessError> {
         frames_lost_outbound: lost_out,
         frames_concealed: concealed,
         frames_recovered: recovered,
+        frames_ahead: ahead,
         jitter_buffer_delay_ms_p50: percentile(&jb_delay, 0.5),
         jitter_buffer_target_ms_p50: percentile(&jb_target, 0.5),
         agent_talk_share: round(agent_frames as f64 / ticks.max(1) as f64, 3),

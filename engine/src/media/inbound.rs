@@ -64,6 +64,9 @@ pub struct InboundCounters {
     pub frames_decoded: u64,
     /// Frames synthesised by loss concealment.
     pub frames_concealed: u64,
+    /// Frames handed out ahead of the media clock while catching up (also counted as decoded,
+    /// concealed or recovered).
+    pub frames_ahead: u64,
     /// Frames rebuilt from in-band FEC.
     pub frames_recovered: u64,
     /// Quiet frames dropped to bring the jitter buffer's delay down to its target.
@@ -414,6 +417,54 @@ impl InboundMedia {
         if played_packet {
             self.playout_slack = Some(jitter.playout_slack());
         }
+        self.emit_frame(kept, out)
+    }
+
+    /// Starts or stops catching up: while on, [`InboundMedia::next_frame_ahead`] hands out
+    /// frames whose packets are already here, ahead of the media clock, and the jitter buffer
+    /// makes no adjustment and waits for missing packets until their normal time (see
+    /// [`voxline_codecs::jitter::JitterBuffer::set_catch_up`]). For a listener that only
+    /// analyses the caller (VAD, STT): it hears the end of a turn as soon as it has arrived,
+    /// not a jitter buffer's delay later.
+    pub fn set_catch_up(&mut self, on: bool) {
+        if let Some(jitter) = self.jitter.as_mut() {
+            jitter.set_catch_up(on);
+        }
+    }
+
+    /// While catching up, one more caller frame when its packet is already here (or a packet
+    /// of several frames has one left): decoded now, ahead of the clock. False otherwise. Does
+    /// not touch the playout slack the clock aligns to (that is the regular frame's).
+    pub fn next_frame_ahead(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
+        let (Some(jitter), Some((_, decoder))) = (self.jitter.as_mut(), self.decoder.as_mut())
+        else {
+            return false;
+        };
+        if !jitter.is_catching_up() {
+            return false;
+        }
+        if decoder.frames_ready() == 0 {
+            match jitter.pop_ahead(now) {
+                Some(Playout::Packet { payload, ticks, .. }) => {
+                    if decoder.decode(payload).is_err() {
+                        self.counters.decode_errors += 1;
+                        let _ = decoder.conceal(ticks.max(1));
+                    }
+                }
+                _ => return false,
+            }
+        }
+        let emitted = self.emit_frame(None, out);
+        self.counters.frames_ahead += u64::from(emitted);
+        emitted
+    }
+
+    /// The decoder's next frame (or `kept`, a frame a shortening left in hand) into `out` at
+    /// the caller rate; false when there is none.
+    fn emit_frame(&mut self, kept: Option<AudioFrame>, out: &mut AudioFrame) -> bool {
+        let Some((_, decoder)) = self.decoder.as_mut() else {
+            return false;
+        };
         // Straight from the decoder into `out` when no resampling is needed; else through the
         // decoder-rate scratch frame. Only the frame's samples are copied, never the full 2 KB.
         let decoded = match self.resampler {

@@ -472,4 +472,12 @@ impl<T: PacketTransport> MediaPort for RtpPort<T> {
     fn set_load_shedding(&mut self, shed: bool) {
         self.outbound.set_load_shedding(shed);
     }
+
+    fn set_catch_up(&mut self, on: bool) {
+        self.inbound.set_catch_up(on);
+    }
+
+    fn caller_frame_ahead(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
+        self.inbound.next_frame_ahead(now, out)
+    }
 }
