@@ -101,6 +101,12 @@ pub trait MediaPort: Send + 'static {
     fn set_catch_up(&mut self, on: bool) {
         let _ = on;
     }
+    /// How long the caller frame handed out last had been here before it was (its wait in a
+    /// jitter buffer): the driver stamps the frame's VAD decision with `now` less this when it
+    /// catches up, so the end of a turn is timed from its arrival. The default: zero.
+    fn caller_frame_wait(&self) -> Duration {
+        Duration::ZERO
+    }
     /// While catching up, one more caller frame whose packet is already here, decoded ahead of
     /// the clock; `false` when there is none. The default has none.
     fn caller_frame_ahead(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
@@ -179,8 +185,10 @@ pub struct DriverOptions {
     /// buffer's delay is drained out of the turn's latency. The buffer stays drained through
     /// the rest of the caller's turn (it waits for late packets instead of lengthening, see
     /// [`voxline_codecs::jitter::JitterBuffer::set_catch_up`]) and grows its delay back once
-    /// agent speech is queued. Frames taken ahead are not recorded (they are the caller's
-    /// pause; the recording keeps the clock's timeline). Default off.
+    /// agent speech is queued. The caller's VAD decisions are then timed from each frame's
+    /// arrival ([`MediaPort::caller_frame_wait`]), so the endpointing wait counts from when the
+    /// caller's last word reached the engine. Frames taken ahead are not recorded (they are
+    /// the caller's pause; the recording keeps the clock's timeline). Default off.
     pub catch_up_in_pauses: bool,
 }
 
@@ -1094,12 +1102,19 @@ impl<P: MediaPort> CallTask<P> {
                             ticker.reset_at(next_tick(due, FRAME - shift, seat.grid()));
                         }
                     }
+                    // Catching up, a frame's VAD decision is timed from its arrival: the end of
+                    // a turn is measured from when it reached the engine, not from its playout.
+                    let heard_at = |port: &P| match options.catch_up_in_pauses {
+                        true => now.saturating_sub(port.caller_frame_wait()),
+                        false => now,
+                    };
                     if have_caller {
                         counters.caller_frames += 1;
                         if let Some(vad) = vad.as_mut() {
-                            let outcome = vad.process(now, &caller_frame);
+                            let at = heard_at(&port);
+                            let outcome = vad.process(at, &caller_frame);
                             caller_voiced = outcome.voiced.or(caller_voiced);
-                            call.on_caller_vad(now, outcome);
+                            call.on_caller_vad(at, outcome);
                         }
                         if call.forwards_caller_audio() && has_listener {
                             if audio_tx.push(caller_frame) {
@@ -1123,9 +1138,10 @@ impl<P: MediaPort> CallTask<P> {
                         if pausing && port.caller_frame_ahead(now, &mut ahead_frame) {
                             counters.caller_frames += 1;
                             counters.caller_frames_ahead += 1;
-                            let outcome = vad.process(now, &ahead_frame);
+                            let at = heard_at(&port);
+                            let outcome = vad.process(at, &ahead_frame);
                             caller_voiced = outcome.voiced.or(caller_voiced);
-                            call.on_caller_vad(now, outcome);
+                            call.on_caller_vad(at, outcome);
                             if call.forwards_caller_audio() && has_listener {
                                 if audio_tx.push(ahead_frame) {
                                     call.count_forwarded_audio(FRAME);

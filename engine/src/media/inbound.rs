@@ -321,6 +321,16 @@ impl InboundMedia {
         self.playout_slack
     }
 
+    /// How long the audio of the frame handed out last has been here: the jitter buffer's
+    /// delay of its packet above the stream's quickest transit
+    /// (`JitterBuffer::playout_delay`), so `now` less this is when the frame arrived (on the
+    /// quickest path). Zero before any packet.
+    pub fn frame_wait(&self) -> Duration {
+        self.jitter
+            .as_ref()
+            .map_or(Duration::ZERO, |j| j.playout_delay())
+    }
+
     /// A key press whose end packet never came, closed by timeout.
     pub fn poll_dtmf_timeout(&mut self, now: Duration) -> Option<char> {
         let (_, rx) = self.dtmf.as_mut()?;

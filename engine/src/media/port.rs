@@ -480,4 +480,8 @@ impl<T: PacketTransport> MediaPort for RtpPort<T> {
     fn caller_frame_ahead(&mut self, now: Duration, out: &mut AudioFrame) -> bool {
         self.inbound.next_frame_ahead(now, out)
     }
+
+    fn caller_frame_wait(&self) -> Duration {
+        self.inbound.frame_wait()
+    }
 }
