@@ -11,7 +11,7 @@ use support::*;
 use voxline_engine::call::{
     CallEvent, CallSettings, CallTool, Direction, EndReason, SilenceSettings, ToolKind,
 };
-use voxline_engine::driver::{CallControl, EventStream, ProviderSet};
+use voxline_engine::driver::{CallControl, DriverOptions, EventStream, ProviderSet};
 use voxline_engine::provider::{RealtimeControl, Role, ToolSpec};
 use voxline_engine::testkit::{
     ScriptedLlm, ScriptedRealtime, ScriptedReply, ScriptedStt, ScriptedTts,
@@ -447,32 +447,39 @@ async fn realtime_pipeline_barge_in_truncates_the_item() {
 
 #[tokio::test(start_paused = true)]
 async fn caller_with_silence_suppression_still_ends_its_turn() {
-    // The caller's phone sends nothing between talk-spurts: the engine must hear the pause.
-    let call = run_rtp_call(
-        pcmu_config(),
-        CallSettings::default(),
-        pipeline(
-            ScriptedStt::new(["Do you take new patients"]),
-            ScriptedLlm::always("Yes, we do."),
-        ),
-        CallerScript {
-            speech: vec![(ms(1000), ms(2500))],
-            until: ms(8000),
-            silence_suppression: true,
-            ..Default::default()
-        },
-        collect,
-    )
-    .await;
-    assert!(call
-        .events
-        .iter()
-        .any(|e| matches!(e, CallEvent::CallerSpeechStopped)));
-    assert!(
-        spoken(&call.events).iter().any(|s| s == "Yes, we do."),
-        "{:?}",
-        spoken(&call.events)
-    );
+    // The caller's phone sends nothing between talk-spurts: the engine must hear the pause,
+    // also when it catches up in pauses (nothing arrives to take ahead there).
+    for catch_up_in_pauses in [false, true] {
+        let call = run_rtp_call_with(
+            pcmu_config(),
+            CallSettings::default(),
+            pipeline(
+                ScriptedStt::new(["Do you take new patients"]),
+                ScriptedLlm::always("Yes, we do."),
+            ),
+            CallerScript {
+                speech: vec![(ms(1000), ms(2500))],
+                until: ms(8000),
+                silence_suppression: true,
+                ..Default::default()
+            },
+            DriverOptions {
+                catch_up_in_pauses,
+                ..Default::default()
+            },
+            collect,
+        )
+        .await;
+        assert!(call
+            .events
+            .iter()
+            .any(|e| matches!(e, CallEvent::CallerSpeechStopped)));
+        assert!(
+            spoken(&call.events).iter().any(|s| s == "Yes, we do."),
+            "catching up {catch_up_in_pauses}: {:?}",
+            spoken(&call.events)
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -673,7 +680,6 @@ async fn async_tool_end_call_and_transfer_over_rtp() {
 #[tokio::test(start_paused = true)]
 async fn rejected_assistant_request_over_rtp() {
     use voxline_engine::config::{resolve_assistant, Resolution};
-    use voxline_engine::driver::DriverOptions;
     let Resolution::Reject { message } = resolve_assistant(
         r#"{"error": "Sorry, this number is not in service."}"#,
         None,
