@@ -1095,9 +1095,10 @@ impl<P: MediaPort> CallTask<P> {
                         }
                     }
                     // Catching up, ticks without a packet are the buffer drained, not packets
-                    // missing their tick: the clock's phase is left alone meanwhile.
-                    if options.align_media_phase && !catching_up {
-                        if let Some(shift) = phase.observe(port.playout_slack()) {
+                    // missing their tick: only the ticks that played one count meanwhile.
+                    let slack = port.playout_slack();
+                    if options.align_media_phase && (!catching_up || slack.is_some()) {
+                        if let Some(shift) = phase.observe(slack) {
                             counters.phase_shifts += 1;
                             ticker.reset_at(next_tick(due, FRAME - shift, seat.grid()));
                         }

@@ -158,11 +158,14 @@ async fn the_media_clock_moves_to_the_callers_packets() {
     // The caller's packets arrive 2 ms after each of the engine's ticks, so each waits 18 ms
     // for the tick that plays it until the clock moves towards them.
     for clock in [ClockSource::Interval, ClockSource::Shared] {
-        media_clock_moves_to_the_callers_packets(clock).await;
+        media_clock_moves_to_the_callers_packets(clock, false).await;
     }
+    // Catching up in the caller's pauses (from the first tick here: the caller is quiet and
+    // no agent speaks) leaves the ticks that play a packet to the aligner.
+    media_clock_moves_to_the_callers_packets(ClockSource::Shared, true).await;
 }
 
-async fn media_clock_moves_to_the_callers_packets(clock: ClockSource) {
+async fn media_clock_moves_to_the_callers_packets(clock: ClockSource, catch_up: bool) {
     let run = |align: bool| async move {
         run_rtp_call_offset(
             opus_config(),
@@ -178,6 +181,7 @@ async fn media_clock_moves_to_the_callers_packets(clock: ClockSource) {
                 align_media_phase: align,
                 tick_snap: voxline_engine::tick_grid::TickSnap::Off,
                 media_clock: clock,
+                catch_up_in_pauses: catch_up,
                 ..Default::default()
             },
             ms(2),
