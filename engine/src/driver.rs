@@ -27,7 +27,7 @@ use crate::provider::{
     RealtimeParams, RealtimeProvider, SttControl, SttEvent, SttIo, SttProvider, SttSessionParams,
     TtsEvent, TtsInput, TtsParams, TtsProvider,
 };
-use crate::ring::speech_ring;
+use crate::ring::{speech_ring, SpeechRingProducer};
 use crate::tick_grid::{GridSeat, TickGrid, TickSnap};
 use crate::vad::{VadConfig, VoiceDetector};
 
@@ -874,6 +874,38 @@ impl PhaseAligner {
     }
 }
 
+/// A caller frame and when it was heard (call time).
+struct HeardFrame<'a> {
+    at: Duration,
+    frame: &'a AudioFrame,
+}
+
+/// One caller frame through the VAD to the call (`voiced` keeps the VAD's last
+/// classification) and on to STT (`stt`, when something listens) while the call forwards the
+/// caller's audio.
+fn hear_caller(
+    call: &mut Call,
+    vad: Option<&mut VoiceDetector>,
+    heard: HeardFrame<'_>,
+    stt: Option<&SpeechRingProducer>,
+    voiced: &mut Option<bool>,
+    counters: &mut MediaCounters,
+) {
+    counters.caller_frames += 1;
+    if let Some(vad) = vad {
+        let outcome = vad.process(heard.at, heard.frame);
+        *voiced = outcome.voiced.or(*voiced);
+        call.on_caller_vad(heard.at, outcome);
+    }
+    if let (true, Some(stt)) = (call.forwards_caller_audio(), stt) {
+        if stt.push(*heard.frame) {
+            call.count_forwarded_audio(Duration::from_millis(FRAME_MS as u64));
+        } else {
+            counters.stt_frames_dropped += 1;
+        }
+    }
+}
+
 /// When the tick after `due` comes, `after` later or at the grid point nearest to that; never
 /// within a millisecond of `due`.
 fn next_tick(due: Instant, after: Duration, grid: Option<TickGrid>) -> Instant {
@@ -1110,20 +1142,12 @@ impl<P: MediaPort> CallTask<P> {
                         false => now,
                     };
                     if have_caller {
-                        counters.caller_frames += 1;
-                        if let Some(vad) = vad.as_mut() {
-                            let at = heard_at(&port);
-                            let outcome = vad.process(at, &caller_frame);
-                            caller_voiced = outcome.voiced.or(caller_voiced);
-                            call.on_caller_vad(at, outcome);
-                        }
-                        if call.forwards_caller_audio() && has_listener {
-                            if audio_tx.push(caller_frame) {
-                                call.count_forwarded_audio(FRAME);
-                            } else {
-                                counters.stt_frames_dropped += 1;
-                            }
-                        }
+                        let heard = HeardFrame {
+                            at: heard_at(&port),
+                            frame: &caller_frame,
+                        };
+                        let stt = has_listener.then_some(&audio_tx);
+                        hear_caller(&mut call, vad.as_mut(), heard, stt, &mut caller_voiced, &mut counters);
                     }
                     // In the caller's pause, with no agent speech queued, what has already
                     // arrived is heard now: one more frame a tick, ahead of the clock. The
@@ -1137,19 +1161,13 @@ impl<P: MediaPort> CallTask<P> {
                             port.set_catch_up(drain);
                         }
                         if pausing && port.caller_frame_ahead(now, &mut ahead_frame) {
-                            counters.caller_frames += 1;
                             counters.caller_frames_ahead += 1;
-                            let at = heard_at(&port);
-                            let outcome = vad.process(at, &ahead_frame);
-                            caller_voiced = outcome.voiced.or(caller_voiced);
-                            call.on_caller_vad(at, outcome);
-                            if call.forwards_caller_audio() && has_listener {
-                                if audio_tx.push(ahead_frame) {
-                                    call.count_forwarded_audio(FRAME);
-                                } else {
-                                    counters.stt_frames_dropped += 1;
-                                }
-                            }
+                            let heard = HeardFrame {
+                                at: heard_at(&port),
+                                frame: &ahead_frame,
+                            };
+                            let stt = has_listener.then_some(&audio_tx);
+                            hear_caller(&mut call, Some(vad), heard, stt, &mut caller_voiced, &mut counters);
                         }
                     }
                     call.tick(now);
