@@ -66,21 +66,27 @@ fn opus_registry() -> PayloadRegistry {
     r
 }
 
-#[test]
-fn steady_state_frame_allocates_nothing() {
-    let remote: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-    let config = MediaConfig::new(opus_registry(), 111);
-    // The caller's side produces real RTP/Opus packets up front (not measured).
-    let mut caller = OutboundMedia::new(&config).unwrap();
-    let mut packets: Vec<Vec<u8>> = Vec::new();
+/// `n` RTP/Opus packets of the voiced signal, as a caller on `config` sends them.
+fn caller_packets(config: &MediaConfig, n: usize) -> Vec<Vec<u8>> {
+    let mut caller = OutboundMedia::new(config).unwrap();
+    let mut packets = Vec::new();
     let mut frame48 = AudioFrame::silent(SampleRate::Hz48000);
-    for i in 0..600 {
+    for i in 0..n {
         frame48.reset(SampleRate::Hz48000, FrameOrigin::Received);
         voiced_signal(SampleRate::Hz48000, i * 960, frame48.samples_mut());
         if let Some(p) = caller.next_packet(Some(&frame48)) {
             packets.push(p.to_vec());
         }
     }
+    packets
+}
+
+#[test]
+fn steady_state_frame_allocates_nothing() {
+    let remote: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+    let config = MediaConfig::new(opus_registry(), 111);
+    // The caller's side produces real RTP/Opus packets up front (not measured).
+    let packets = caller_packets(&config, 600);
 
     // The engine's side of the call.
     let mut inbound = InboundMedia::new(&config).unwrap();
@@ -163,16 +169,7 @@ fn catching_up_takes_frames_ahead_without_allocating() {
         Duration::from_millis(60),
         config.jitter_delay.2,
     );
-    let mut caller = OutboundMedia::new(&config).unwrap();
-    let mut packets: Vec<Vec<u8>> = Vec::new();
-    let mut frame48 = AudioFrame::silent(SampleRate::Hz48000);
-    for i in 0..800 {
-        frame48.reset(SampleRate::Hz48000, FrameOrigin::Received);
-        voiced_signal(SampleRate::Hz48000, i * 960, frame48.samples_mut());
-        if let Some(p) = caller.next_packet(Some(&frame48)) {
-            packets.push(p.to_vec());
-        }
-    }
+    let packets = caller_packets(&config, 800);
     let mut inbound = InboundMedia::new(&config).unwrap();
     let mut vad = VoiceDetector::new(SampleRate::Hz16000, VadConfig::default()).unwrap();
     let mut frame = AudioFrame::silent(SampleRate::Hz16000);
