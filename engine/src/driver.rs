@@ -1086,8 +1086,10 @@ impl<P: MediaPort> CallTask<P> {
         let mut control_limit = options.control_rate_limit.clone();
         let mut phase = PhaseAligner::default();
         let mut shedding = false;
-        // The VAD's last classification of a caller frame, and whether the port catches up.
+        // The VAD's last classification of a caller frame, whether the caller has spoken since
+        // agent speech was last queued (their turn is open), and whether the port catches up.
         let mut caller_voiced: Option<bool> = None;
+        let mut caller_turn_open = false;
         let mut catching_up = false;
 
         loop {
@@ -1154,8 +1156,12 @@ impl<P: MediaPort> CallTask<P> {
                     // buffer stays drained (no lengthening) until the agent answers, so a
                     // pause inside the caller's turn does not cost its rest the delay again.
                     if let (true, Some(vad)) = (options.catch_up_in_pauses, vad.as_mut()) {
-                        let pausing = caller_voiced == Some(false) && !call.agent_speaking();
-                        let drain = if call.agent_speaking() { false } else { catching_up || pausing };
+                        // Only the caller's own pauses: a gap between the agent's sentences
+                        // is not the end of a caller's turn.
+                        let agent = call.agent_speaking();
+                        caller_turn_open = !agent && (caller_turn_open || caller_voiced == Some(true));
+                        let pausing = caller_turn_open && caller_voiced == Some(false);
+                        let drain = !agent && (catching_up || pausing);
                         if drain != catching_up {
                             catching_up = drain;
                             port.set_catch_up(drain);

@@ -160,8 +160,8 @@ async fn the_media_clock_moves_to_the_callers_packets() {
     for clock in [ClockSource::Interval, ClockSource::Shared] {
         media_clock_moves_to_the_callers_packets(clock, false).await;
     }
-    // Catching up in the caller's pauses (from the first tick here: the caller is quiet and
-    // no agent speaks) leaves the ticks that play a packet to the aligner.
+    // Catching up in the caller's pauses (after the caller's speech here) leaves the ticks
+    // that play a packet to the aligner.
     media_clock_moves_to_the_callers_packets(ClockSource::Shared, true).await;
 }
 
