@@ -178,8 +178,9 @@ pub struct DriverOptions {
     /// ([`LoadShedder::busy_share`]).
     /// Default `None`: the encoder keeps its settings whatever the load.
     pub load_shedding: Option<Arc<LoadShedder>>,
-    /// Hear the end of the caller's turn as soon as it has arrived: while the caller pauses
-    /// (the VAD's last frame unvoiced) and no agent speech is queued, each tick also takes one
+    /// Hear the end of the caller's turn as soon as it has arrived: while the caller pauses in
+    /// their own turn (the VAD's last frame unvoiced after the caller spoke, and no agent speech
+    /// queued since), each tick also takes one
     /// caller frame whose packet is already here, ahead of the media clock
     /// ([`MediaPort::caller_frame_ahead`]), through VAD to the call and to STT, so the jitter
     /// buffer's delay is drained out of the turn's latency. The buffer stays drained through
