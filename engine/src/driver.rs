@@ -180,10 +180,9 @@ pub struct DriverOptions {
     pub load_shedding: Option<Arc<LoadShedder>>,
     /// Hear the end of the caller's turn as soon as it has arrived: while the caller pauses in
     /// their own turn (the VAD's last frame unvoiced after the caller spoke, and no agent speech
-    /// queued since), each tick also takes one
-    /// caller frame whose packet is already here, ahead of the media clock
-    /// ([`MediaPort::caller_frame_ahead`]), through VAD to the call and to STT, so the jitter
-    /// buffer's delay is drained out of the turn's latency. The buffer stays drained through
+    /// queued since), each tick also takes one caller frame whose packet is already here, ahead
+    /// of the media clock ([`MediaPort::caller_frame_ahead`]), through VAD to the call and to
+    /// STT, so the jitter buffer's delay is drained out of the turn's latency. The buffer stays drained through
     /// the rest of the caller's turn (it waits for late packets instead of lengthening, see
     /// [`voxline_codecs::jitter::JitterBuffer::set_catch_up`]) and grows its delay back once
     /// agent speech is queued. The caller's VAD decisions are then timed from each frame's
