@@ -182,13 +182,13 @@ pub struct DriverOptions {
     /// their own turn (the VAD's last frame unvoiced after the caller spoke, and no agent speech
     /// queued since), each tick also takes one caller frame whose packet is already here, ahead
     /// of the media clock ([`MediaPort::caller_frame_ahead`]), through VAD to the call and to
-    /// STT, so the jitter buffer's delay is drained out of the turn's latency. The buffer stays drained through
-    /// the rest of the caller's turn (it waits for late packets instead of lengthening, see
-    /// [`voxline_codecs::jitter::JitterBuffer::set_catch_up`]) and grows its delay back once
-    /// agent speech is queued. The caller's VAD decisions are then timed from each frame's
-    /// arrival ([`MediaPort::caller_frame_wait`]), so the endpointing wait counts from when the
-    /// caller's last word reached the engine. Frames taken ahead are not recorded (they are
-    /// the caller's pause; the recording keeps the clock's timeline). Default off.
+    /// STT, so the jitter buffer's delay is drained out of the turn's latency. The buffer stays
+    /// drained through the rest of the caller's turn (it waits for late packets instead of
+    /// lengthening, see [`voxline_codecs::jitter::JitterBuffer::set_catch_up`]) and grows its
+    /// delay back once agent speech is queued. The caller's VAD decisions are then timed from
+    /// each frame's arrival ([`MediaPort::caller_frame_wait`]), so the endpointing wait counts
+    /// from when the caller's last word reached the engine. Frames taken ahead are not recorded
+    /// (they are the caller's pause; the recording keeps the clock's timeline). Default off.
     pub catch_up_in_pauses: bool,
 }
 
@@ -1143,13 +1143,14 @@ impl<P: MediaPort> CallTask<P> {
                         true => now.saturating_sub(port.caller_frame_wait()),
                         false => now,
                     };
+                    let stt = has_listener.then_some(&audio_tx);
                     if have_caller {
                         let heard = HeardFrame {
                             at: heard_at(&port),
                             frame: &caller_frame,
                         };
-                        let stt = has_listener.then_some(&audio_tx);
-                        hear_caller(&mut call, vad.as_mut(), heard, stt, &mut caller_voiced, &mut counters);
+                        let vad = vad.as_mut();
+                        hear_caller(&mut call, vad, heard, stt, &mut caller_voiced, &mut counters);
                     }
                     // In the caller's pause, with no agent speech queued, what has already
                     // arrived is heard now: one more frame a tick, ahead of the clock. The
@@ -1159,7 +1160,8 @@ impl<P: MediaPort> CallTask<P> {
                         // Only the caller's own pauses: a gap between the agent's sentences
                         // is not the end of a caller's turn.
                         let agent = call.agent_speaking();
-                        caller_turn_open = !agent && (caller_turn_open || caller_voiced == Some(true));
+                        caller_turn_open =
+                            !agent && (caller_turn_open || caller_voiced == Some(true));
                         let pausing = caller_turn_open && caller_voiced == Some(false);
                         let drain = !agent && (catching_up || pausing);
                         if drain != catching_up {
@@ -1172,8 +1174,8 @@ impl<P: MediaPort> CallTask<P> {
                                 at: heard_at(&port),
                                 frame: &ahead_frame,
                             };
-                            let stt = has_listener.then_some(&audio_tx);
-                            hear_caller(&mut call, Some(vad), heard, stt, &mut caller_voiced, &mut counters);
+                            let (voiced, counters) = (&mut caller_voiced, &mut counters);
+                            hear_caller(&mut call, Some(vad), heard, stt, voiced, counters);
                         }
                     }
                     call.tick(now);
