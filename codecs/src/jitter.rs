@@ -95,7 +95,10 @@
 //! [`JitterBuffer::pop_ahead`] hands out the next packet early when it has
 //! arrived in order, no adjustment is made, and a missing packet is waited for
 //! (not skipped, not declared lost) until its normal playout time. Off again, the
-//! buffer lengthens its delay back to the target one frame at a time.
+//! next packet is placed where a talk-spurt start would be, at the delay the buffer
+//! had when catching up began (kept within the dead band around the target): the
+//! frames up to it are silence (the caller's pause), so the delay is back in one
+//! step, not regrown through concealed frames and left wherever they end.
 
 use std::time::Duration;
 
@@ -594,6 +597,10 @@ pub struct JitterBuffer {
     underrun_run: bool,
     /// The consumer is draining the buffer ([`JitterBuffer::set_catch_up`]).
     catch_up: bool,
+    /// Catching up has just ended: the next packet is placed at the delay held before it.
+    resuming: bool,
+    /// The playout delay when catching up began, to resume at.
+    held_delay_us: i64,
 
     stats: JitterStats,
 }
@@ -641,6 +648,8 @@ impl JitterBuffer {
             lookahead: false,
             underrun_run: false,
             catch_up: false,
+            resuming: false,
+            held_delay_us: 0,
             stats: JitterStats::default(),
         };
         buffer.target_us = buffer.initial_us;
@@ -751,6 +760,8 @@ impl JitterBuffer {
         self.late_run = None;
         self.lookahead = false;
         self.underrun_run = false;
+        self.resuming = false;
+        self.held_delay_us = 0;
         self.stats = JitterStats::default();
     }
 
@@ -795,8 +806,14 @@ impl JitterBuffer {
     /// Starts or stops catching up (see "Catching up" in the module docs). While on, `pop`
     /// makes no [`PlayoutAdjust`] and waits for a missing packet until its normal playout
     /// time instead of moving past it, and [`JitterBuffer::pop_ahead`] may hand out packets
-    /// early. Turning it off lets the delay grow back to the target.
+    /// early. Turning it off places the next packet at the delay the buffer had when catching
+    /// up began (within the dead band around the current target), as a talk-spurt start is
+    /// placed: the delay is back in one step of silence, not regrown through concealed frames.
     pub fn set_catch_up(&mut self, on: bool) {
+        if on && !self.catch_up {
+            self.held_delay_us = self.playout_delay_us;
+        }
+        self.resuming = self.catch_up && !on && self.state == State::Playing;
         self.catch_up = on;
     }
 
@@ -1127,12 +1144,18 @@ impl JitterBuffer {
         if let Some(head) = self.stored(self.next_seq) {
             self.underrun_run = false;
             let t = head.ext_ts;
-            if self.is_spurt_start(&head) {
-                // A talk-spurt boundary: place the spurt at the target delay.
-                if now_us.saturating_add(self.half_frame_us()) < self.due_us(t) {
+            if self.resuming || self.is_spurt_start(&head) {
+                // A talk-spurt boundary: place the spurt at the target delay. The end of
+                // catching up: at the delay held before it.
+                let due = match self.resuming {
+                    true => self.resume_due_us(t),
+                    false => self.due_us(t),
+                };
+                if now_us.saturating_add(self.half_frame_us()) < due {
                     self.stats.silence_frames += 1;
                     return Playout::Silence;
                 }
+                self.resuming = false;
                 self.cursor = t;
                 self.measure_delay(now_us, t);
                 return self.play_head(PlayoutAdjust::None);
@@ -1147,8 +1170,8 @@ impl JitterBuffer {
             // Without look-ahead, the first underrun of a run waits: the slot stays due, so a
             // packet that is late or lost (FEC from the next one) costs a frame of delay, not
             // a frame of audio. Later underruns of the run move on (a pause, an outage).
-            // Catching up, the consumer is ahead of the network: the slot stays due.
-            if (self.lookahead || self.underrun_run) && !self.catch_up {
+            // Catching up (or just done), the consumer is ahead of the network: the slot stays due.
+            if (self.lookahead || self.underrun_run) && !self.catch_up && !self.resuming {
                 self.cursor = self.cursor.saturating_add(u64::from(self.cfg.frame_ticks));
             }
             self.underrun_run = true;
@@ -1162,9 +1185,11 @@ impl JitterBuffer {
         let est = later
             .ext_ts
             .saturating_sub(gap.saturating_mul(self.nominal_ticks));
-        if self.catch_up && now_us.saturating_add(self.half_frame_us()) < self.due_us(est) {
-            // Catching up, a later packet does not prove a loss yet: the missing one may be
-            // reordered. It gets until its normal playout time.
+        if (self.catch_up || self.resuming)
+            && now_us.saturating_add(self.half_frame_us()) < self.due_us(est)
+        {
+            // Catching up (or just done), a later packet does not prove a loss yet: the
+            // missing one may be reordered. It gets until its normal playout time.
             self.underrun_run = true;
             self.stats.underrun_frames += 1;
             return Playout::Underrun;
@@ -1178,6 +1203,7 @@ impl JitterBuffer {
         } else {
             self.cursor
         };
+        self.resuming = false;
         let end = if gap == 1 {
             later.ext_ts
         } else {
@@ -1309,6 +1335,16 @@ impl JitterBuffer {
         self.ts_us(t)
             .saturating_add(self.delays.min)
             .saturating_add(self.target_us)
+    }
+
+    /// When timestamp `t` should play to resume after catching up: at the delay held before it,
+    /// kept within the dead band around the current target so no adjustment follows at once.
+    fn resume_due_us(&self, t: u64) -> i64 {
+        let low = self.target_us.saturating_sub(self.half_frame_us());
+        let high = self.target_us.saturating_add(self.frame_us);
+        self.ts_us(t)
+            .saturating_add(self.delays.min)
+            .saturating_add(self.held_delay_us.clamp(low.min(high), high))
     }
 
     /// The head starts a new talk-spurt (a timestamp gap, or the marker), so it is placed at the
@@ -2138,21 +2174,103 @@ mod tests {
     }
 
     #[test]
-    fn after_catching_up_the_delay_grows_back_to_the_target() {
+    fn after_catching_up_the_next_packet_is_placed_at_the_target_delay() {
         let mut l = held_three(980);
+        let target = l.jb.target_delay();
         l.jb.set_catch_up(true);
         while l.jb.pop_ahead(at_ms(985)).is_some() {}
         l.jb.set_catch_up(false);
         l.outs.clear();
+        let silence_before = l.jb.stats().silence_frames;
         for i in 50..150u64 {
             l.insert(i * 20, i as u16, i as u32 * 960, false);
             l.tick(i * 20);
+            if i == 53 {
+                // 50 arrived at 1000 and is due 60 ms later: three frames of silence, then it.
+                assert_eq!(&l.outs[..3], &[Out::Silence, Out::Silence, Out::Silence]);
+                assert!(
+                    matches!(l.outs[3], Out::Packet { seq: 50, .. }),
+                    "{:?}",
+                    l.outs
+                );
+                assert_eq!(l.jb.stats().playout_delay, target);
+            }
         }
         let stats = l.jb.stats();
-        assert!(stats.lengthened >= 2, "{stats:?}");
-        assert_eq!(stats.lost, 0);
-        assert!(l.jb.buffered_packets() >= 2, "the delay is back");
-        l.slots();
+        assert_eq!(stats.silence_frames - silence_before, 3, "{stats:?}");
+        assert_eq!((stats.lengthened, stats.shortened), (0, 0), "{stats:?}");
+        assert_eq!((stats.lost, stats.underrun_frames), (0, 0), "{stats:?}");
+        assert_eq!(
+            stats.playout_delay, target,
+            "the delay stays where it was put"
+        );
+        // 50..=146 played in order, the last three held: 60 ms of delay.
+        assert_eq!(l.slots().len(), 97);
+        assert_eq!(l.jb.buffered_packets(), 3);
+    }
+
+    #[test]
+    fn after_catching_up_the_delay_held_before_it_is_resumed_not_the_target() {
+        // The delay starts at 60 ms and the target falls to 20 ms: shortening stops at the top
+        // of the dead band (target + a frame), so the stream plays at 40 ms.
+        let cfg = JitterConfig {
+            min_delay: Duration::from_millis(20),
+            initial_delay: Duration::from_millis(60),
+            ..JitterConfig::default()
+        };
+        let mut l = Listener::new(cfg);
+        for i in 0..150u64 {
+            l.insert(i * 20, i as u16, i as u32 * 960, i == 0);
+            l.tick(i * 20);
+        }
+        let held = Duration::from_millis(40);
+        assert_eq!(l.jb.target_delay(), Duration::from_millis(20));
+        assert_eq!(l.jb.stats().playout_delay, held);
+        l.jb.set_catch_up(true);
+        while l.jb.pop_ahead(at_ms(2985)).is_some() {}
+        l.jb.set_catch_up(false);
+        l.outs.clear();
+        for i in 150..250u64 {
+            l.insert(i * 20, i as u16, i as u32 * 960, false);
+            l.tick(i * 20);
+        }
+        // 150 arrived at 3000 and waited 40 ms, as the stream did before catching up.
+        assert_eq!(
+            &l.outs[..2],
+            &[Out::Silence, Out::Silence],
+            "{:?}",
+            &l.outs[..4]
+        );
+        assert!(matches!(l.outs[2], Out::Packet { seq: 150, .. }));
+        let stats = l.jb.stats();
+        assert_eq!(stats.playout_delay, held, "{stats:?}");
+        assert_eq!((stats.lengthened, stats.lost), (0, 0), "{stats:?}");
+    }
+
+    #[test]
+    fn a_packet_reordered_just_after_catching_up_is_still_waited_for() {
+        let mut l = held_three(980);
+        l.jb.set_catch_up(true);
+        while l.jb.pop_ahead(at_ms(985)).is_some() {}
+        l.jb.set_catch_up(false);
+        // 51 overtakes 50; 50 comes 30 ms late, still before its playout time (ts + 60 ms).
+        l.insert(1020, 51, 51 * 960, false);
+        assert_eq!(l.jb.pop(at_ms(1020)), Playout::Underrun);
+        l.insert(1030, 50, 50 * 960, false);
+        assert_eq!(l.jb.pop(at_ms(1040)), Playout::Silence);
+        assert!(matches!(
+            l.jb.pop(at_ms(1060)),
+            Playout::Packet {
+                seq: 50,
+                adjust: PlayoutAdjust::None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            l.jb.pop(at_ms(1080)),
+            Playout::Packet { seq: 51, .. }
+        ));
+        assert_eq!(l.jb.stats().lost, 0);
     }
 
     #[test]
