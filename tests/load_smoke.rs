@@ -191,7 +191,7 @@ fn command_line_options_parse_into_the_config() {
         "--net-jitter-ms",
         "30",
         "--catch-up",
-        "on",
+        "off",
         "--engine-runtime",
         "per-core",
         "--media-clock",
@@ -221,7 +221,7 @@ fn command_line_options_parse_into_the_config() {
     assert_eq!(config.threads, 1);
     assert_eq!(config.stagger, Duration::from_millis(500));
     assert_eq!(config.net_jitter, Duration::from_millis(30));
-    assert!(config.catch_up);
+    assert!(!config.catch_up);
     assert_eq!(config.engine_runtime, RuntimeKind::PerCore);
     assert_eq!(config.media_clock, ClockSource::Interval);
     assert!(config.load_shedding);
@@ -258,7 +258,11 @@ fn command_line_options_parse_into_the_config() {
         Duration::ZERO,
         "no network jitter by default"
     );
-    assert!(!config.catch_up, "the engine's default");
+    assert_eq!(
+        config.catch_up,
+        voxline::engine::driver::DriverOptions::default().catch_up_in_pauses,
+        "the engine's default"
+    );
     assert_eq!(config.history_limit, HistoryLimit::default());
     let Ok(Command::Run { config, .. }) = parse(&["--history-limit", "all"]) else {
         panic!("the whole conversation");

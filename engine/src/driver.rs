@@ -184,11 +184,13 @@ pub struct DriverOptions {
     /// of the media clock ([`MediaPort::caller_frame_ahead`]), through VAD to the call and to
     /// STT, so the jitter buffer's delay is drained out of the turn's latency. The buffer stays
     /// drained through the rest of the caller's turn (it waits for late packets instead of
-    /// lengthening, see [`voxline_codecs::jitter::JitterBuffer::set_catch_up`]) and grows its
-    /// delay back once agent speech is queued. The caller's VAD decisions are then timed from
-    /// each frame's arrival ([`MediaPort::caller_frame_wait`]), so the endpointing wait counts
-    /// from when the caller's last word reached the engine. Frames taken ahead are not recorded
-    /// (they are the caller's pause; the recording keeps the clock's timeline). Default off.
+    /// lengthening, see [`voxline_codecs::jitter::JitterBuffer::set_catch_up`]) and, once agent
+    /// speech is queued, takes back the delay it had before in one step of the caller's
+    /// silence. The caller's VAD decisions are then timed from each frame's arrival
+    /// ([`MediaPort::caller_frame_wait`]), so the endpointing wait counts from when the caller's
+    /// last word reached the engine. Frames taken ahead are not recorded (they are the caller's
+    /// pause; the recording keeps the clock's timeline). Default on: without network jitter it
+    /// has nothing to drain; with it, the answer comes the buffer's delay sooner.
     pub catch_up_in_pauses: bool,
 }
 
@@ -204,7 +206,7 @@ impl Default for DriverOptions {
             tick_snap: TickSnap::Auto,
             media_clock: ClockSource::default(),
             load_shedding: None,
-            catch_up_in_pauses: false,
+            catch_up_in_pauses: true,
         }
     }
 }

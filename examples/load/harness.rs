@@ -356,7 +356,7 @@ impl Default for LoadConfig {
             engine_socket: SocketKind::Polled,
             caller_socket: SocketKind::Polled,
             phase_align: true,
-            catch_up: false,
+            catch_up: true,
             stall_probe: true,
             tick_snap: TickSnap::Auto,
             engine_runtime: RuntimeKind::Shared,
@@ -460,7 +460,7 @@ Options:
                            [default: on]
   --catch-up on|off        in the caller's pauses take frames already received ahead of the
                            media clock, draining the jitter buffer's delay out of the turn
-                           (frames_ahead counts them) [default: off]
+                           (frames_ahead counts them) [default: on]
   --stall-probe on|off     run a thread that sleeps 1 ms at a time and records the
                            machine's stalls (host_stalls) [default: on]
   --load-shedding on|off   shed load together: at a tick 5 ms late every call's Opus
