@@ -265,3 +265,67 @@ async fn catching_up_in_the_pause_takes_the_jitter_buffer_out_of_the_turn() {
         assert!(heard.contains(&"And on Tuesday"), "{heard:?}");
     }
 }
+
+/// Catching up ends when the agent answers, and the buffer takes back its delay in the
+/// caller's silence: a barge-in later in the answer silences the agent at the same tick as
+/// without catching up, and the caller's interruption is heard.
+#[tokio::test(start_paused = true)]
+async fn after_catching_up_a_barge_in_silences_the_agent_as_without_it() {
+    let run = |catch_up: bool| async move {
+        let mut config = pcmu_config();
+        config.jitter_delay = (ms(60), ms(60), config.jitter_delay.2);
+        let mut settings = CallSettings::default();
+        settings.turn.false_interruption_timeout = None;
+        run_rtp_call_with(
+            config,
+            settings,
+            providers(
+                vec!["Can I book a cleaning", "Sorry to interrupt"],
+                "Yes, we have openings on Monday at ten, on Tuesday at two, on Wednesday at \
+                 nine and on Friday in the afternoon, so tell me which one suits you best.",
+            ),
+            CallerScript {
+                speech: vec![(ms(4000), ms(5600)), (ms(8000), ms(9400))],
+                until: ms(13_000),
+                ..Default::default()
+            },
+            voxline_engine::driver::DriverOptions {
+                catch_up_in_pauses: catch_up,
+                ..Default::default()
+            },
+            collect,
+        )
+        .await
+    };
+    let held = run(false).await;
+    let caught = run(true).await;
+    assert!(
+        caught.outcome.media.caller_frames_ahead >= 2,
+        "the pause was drained"
+    );
+    // The last audible agent packet before the caller's interruption took hold.
+    let cut = |call: &RtpCall| {
+        let log = call.log.lock().unwrap();
+        let before = log
+            .agent_packets
+            .iter()
+            .filter(|(at, audible)| *audible && *at > ms(7000) && *at < ms(9000))
+            .map(|(at, _)| *at)
+            .max()
+            .expect("the agent was speaking when the caller barged in");
+        // The agent was still speaking just before the barge-in, so the cut is the barge-in's.
+        assert!(before >= ms(8300), "cut at {before:?}");
+        before
+    };
+    let (without, with) = (cut(&held), cut(&caught));
+    assert!(
+        with <= without + ms(10) && without <= with + ms(10),
+        "the agent is cut at {with:?} catching up, {without:?} without"
+    );
+    for call in [&held, &caught] {
+        assert!(call
+            .events
+            .iter()
+            .any(|e| matches!(e, CallEvent::AgentInterrupted { .. })));
+    }
+}
