@@ -1035,6 +1035,9 @@ impl JitterBuffer {
         self.playout_delay_us = 0;
         self.peak_us = 0;
         self.underrun_run = false;
+        // The new stream is placed by buffering; a delay held from the old one means nothing.
+        self.resuming = false;
+        self.held_delay_us = 0;
     }
 
     fn store(&mut self, ext: u64, ext_ts: u64, marker: bool, payload: &[u8]) {

@@ -158,7 +158,7 @@ fn steady_state_frame_allocates_nothing() {
 }
 
 /// Catching up in the caller's pauses allocates nothing either: frames taken ahead of the clock
-/// (jitter buffer `pop_ahead`, decode, resample) and the buffer growing its delay back.
+/// (jitter buffer `pop_ahead`, decode, resample) and the buffer taking its delay back.
 #[test]
 fn catching_up_takes_frames_ahead_without_allocating() {
     let remote: SocketAddr = "10.0.0.1:4000".parse().unwrap();
@@ -178,7 +178,7 @@ fn catching_up_takes_frames_ahead_without_allocating() {
             let k = from + i;
             let now = Duration::from_millis(k as u64 * 20);
             inbound.on_datagram(now, remote, p);
-            // Alternately drained (100 frames) and growing its delay back (100 frames).
+            // Alternately drained (100 frames) and taking its delay back (100 frames).
             inbound.set_catch_up((k / 100) % 2 == 1);
             if inbound.next_frame(now, &mut frame) {
                 vad.process(now, &frame);
