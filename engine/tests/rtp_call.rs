@@ -205,16 +205,31 @@ async fn media_clock_moves_to_the_callers_packets(clock: ClockSource, catch_up: 
     ));
 }
 
+/// A call whose jitter buffer holds 60 ms (so there is a delay to catch up on), catching up
+/// in the caller's pauses or not.
+async fn held_60ms_call(
+    mut config: voxline_engine::media::MediaConfig,
+    settings: CallSettings,
+    providers: ProviderSet,
+    script: CallerScript,
+    catch_up: bool,
+) -> RtpCall {
+    config.jitter_delay = (ms(60), ms(60), config.jitter_delay.2);
+    let options = voxline_engine::driver::DriverOptions {
+        catch_up_in_pauses: catch_up,
+        ..Default::default()
+    };
+    run_rtp_call_with(config, settings, providers, script, options, collect).await
+}
+
 /// With a jitter buffer that holds 60 ms, the caller's pause at the end of a turn reaches the
 /// VAD as it arrives when the driver catches up: the answer reaches the caller about that much
 /// sooner, and the buffer's delay is back for the next turn.
 #[tokio::test(start_paused = true)]
 async fn catching_up_in_the_pause_takes_the_jitter_buffer_out_of_the_turn() {
-    let run = |catch_up: bool| async move {
-        let mut config = opus_config();
-        config.jitter_delay = (ms(60), ms(60), config.jitter_delay.2);
-        run_rtp_call_with(
-            config,
+    let run = |catch_up: bool| {
+        held_60ms_call(
+            opus_config(),
             CallSettings::default(),
             providers(
                 vec!["Can I book a cleaning", "And on Tuesday"],
@@ -225,13 +240,8 @@ async fn catching_up_in_the_pause_takes_the_jitter_buffer_out_of_the_turn() {
                 until: ms(14_000),
                 ..Default::default()
             },
-            voxline_engine::driver::DriverOptions {
-                catch_up_in_pauses: catch_up,
-                ..Default::default()
-            },
-            collect,
+            catch_up,
         )
-        .await
     };
     let held = run(false).await;
     let caught = run(true).await;
@@ -271,13 +281,11 @@ async fn catching_up_in_the_pause_takes_the_jitter_buffer_out_of_the_turn() {
 /// without catching up, and the caller's interruption is heard.
 #[tokio::test(start_paused = true)]
 async fn after_catching_up_a_barge_in_silences_the_agent_as_without_it() {
-    let run = |catch_up: bool| async move {
-        let mut config = pcmu_config();
-        config.jitter_delay = (ms(60), ms(60), config.jitter_delay.2);
+    let run = |catch_up: bool| {
         let mut settings = CallSettings::default();
         settings.turn.false_interruption_timeout = None;
-        run_rtp_call_with(
-            config,
+        held_60ms_call(
+            pcmu_config(),
             settings,
             providers(
                 vec!["Can I book a cleaning", "Sorry to interrupt"],
@@ -289,13 +297,8 @@ async fn after_catching_up_a_barge_in_silences_the_agent_as_without_it() {
                 until: ms(13_000),
                 ..Default::default()
             },
-            voxline_engine::driver::DriverOptions {
-                catch_up_in_pauses: catch_up,
-                ..Default::default()
-            },
-            collect,
+            catch_up,
         )
-        .await
     };
     let held = run(false).await;
     let caught = run(true).await;
