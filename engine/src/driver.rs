@@ -876,6 +876,9 @@ impl PhaseAligner {
     }
 }
 
+/// One media tick: a 20 ms frame of audio each way.
+const FRAME: Duration = Duration::from_millis(FRAME_MS as u64);
+
 /// A caller frame and when it was heard (call time).
 struct HeardFrame<'a> {
     at: Duration,
@@ -901,7 +904,7 @@ fn hear_caller(
     }
     if let (true, Some(stt)) = (call.forwards_caller_audio(), stt) {
         if stt.push(*heard.frame) {
-            call.count_forwarded_audio(Duration::from_millis(FRAME_MS as u64));
+            call.count_forwarded_audio(FRAME);
         } else {
             counters.stt_frames_dropped += 1;
         }
@@ -1066,7 +1069,6 @@ impl<P: MediaPort> CallTask<P> {
 
         // Caller audio counts as used only when a session takes it.
         let has_listener = stt_control.is_some() || rt_control.is_some();
-        const FRAME: Duration = Duration::from_millis(FRAME_MS as u64);
         let mut llm_tasks: HashMap<OpId, AbortHandle> = HashMap::new();
         let mut tts_tasks: HashMap<OpId, (AbortHandle, Option<mpsc::UnboundedSender<TtsInput>>)> =
             HashMap::new();
