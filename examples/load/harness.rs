@@ -1552,9 +1552,6 @@ async fn run_caller<T: PacketTransport>(
                     if from == engine {
                         caller.on_agent_packet(at.unwrap_or_else(Instant::now), &buf[..n]);
                     }
-                    if !socket.may_have_more() {
-                        break;
-                    }
                 }
                 let now = Instant::now();
                 if now >= until {

@@ -36,13 +36,6 @@ pub trait PacketTransport: Send + 'static {
     ) -> io::Result<Option<(usize, SocketAddr, Option<Instant>)>> {
         Ok(self.try_recv_from(buf)?.map(|(n, from)| (n, from, None)))
     }
-    /// After [`PacketTransport::try_recv_stamped`] handed out a datagram: `false` when the
-    /// transport knows nothing else was waiting when it took that one, so a caller draining
-    /// the socket can stop without one more system call to learn it is empty. The default:
-    /// `true` (ask again).
-    fn may_have_more(&self) -> bool {
-        true
-    }
 }
 
 impl PacketTransport for UdpSocket {
@@ -83,44 +76,10 @@ impl PacketTransport for UdpSocket {
 /// On Linux the kernel stamps each datagram when it arrives (`SO_TIMESTAMPNS`), so the jitter
 /// buffer sees true arrival times, free of the call task's scheduling delay; elsewhere (or if
 /// the kernel refuses) a datagram is stamped when the tick takes it, up to 20 ms late.
-///
-/// On Linux one `recvmmsg` takes up to [`RECV_BATCH`] waiting datagrams at once; when it
-/// returns fewer, the socket was empty, which [`PacketTransport::may_have_more`] reports, so a
-/// tick that drains one packet costs one system call, not a second one that finds nothing.
 #[derive(Debug)]
 pub struct PolledUdpSocket {
     socket: std::net::UdpSocket,
     kernel_stamps: bool,
-    batch: Box<RecvBatch>,
-}
-
-/// Datagrams one receive call takes at most: a stream sends one to three per 20 ms tick.
-pub const RECV_BATCH: usize = 4;
-/// Bytes kept of each datagram of a batch (as the port's own receive buffer): more than any
-/// RTP packet on an Ethernet path; a longer datagram is cut to this.
-const BATCH_SLOT: usize = 2048;
-
-/// Datagrams taken from the socket by one receive call and not handed out yet.
-struct RecvBatch {
-    data: [[u8; BATCH_SLOT]; RECV_BATCH],
-    /// Per datagram: its length (as kept), its source (`None`: an address neither IPv4 nor
-    /// IPv6) and the kernel's wall-clock arrival stamp.
-    meta: [(usize, Option<SocketAddr>, Option<Duration>); RECV_BATCH],
-    /// Datagrams in the batch, and the next one to hand out.
-    count: usize,
-    next: usize,
-    /// The receive call that filled the batch left the socket empty.
-    drained: bool,
-}
-
-impl std::fmt::Debug for RecvBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecvBatch")
-            .field("count", &self.count)
-            .field("next", &self.next)
-            .field("drained", &self.drained)
-            .finish()
-    }
 }
 
 impl PolledUdpSocket {
@@ -131,13 +90,6 @@ impl PolledUdpSocket {
         Ok(PolledUdpSocket {
             socket,
             kernel_stamps,
-            batch: Box::new(RecvBatch {
-                data: [[0; BATCH_SLOT]; RECV_BATCH],
-                meta: [(0, None, None); RECV_BATCH],
-                count: 0,
-                next: 0,
-                drained: false,
-            }),
         })
     }
 
@@ -170,46 +122,25 @@ impl PacketTransport for PolledUdpSocket {
     }
 
     fn try_recv_from(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
-        Ok(self.try_recv_stamped(buf)?.map(|(n, from, _)| (n, from)))
+        match self.socket.recv_from(buf) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn try_recv_stamped(
         &mut self,
         buf: &mut [u8],
     ) -> io::Result<Option<(usize, SocketAddr, Option<Instant>)>> {
-        let batch = &mut *self.batch;
-        if batch.next == batch.count {
-            batch.next = 0;
-            batch.count = 0;
-            match stamps::recv_batch(&self.socket, &mut batch.data, &mut batch.meta) {
-                Ok((count, drained)) => {
-                    batch.count = count;
-                    batch.drained = drained;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(e),
-            }
+        if !self.kernel_stamps {
+            return Ok(self.try_recv_from(buf)?.map(|(n, from)| (n, from, None)));
         }
-        let i = batch.next;
-        batch.next += 1;
-        let (len, from, wall) = batch.meta[i];
-        let from = from.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "datagram from an address that is neither IPv4 nor IPv6",
-            )
-        })?;
-        let n = len.min(buf.len());
-        buf[..n].copy_from_slice(&batch.data[i][..n]);
-        let stamp = match self.kernel_stamps {
-            true => wall.and_then(wall_to_instant),
-            false => None,
-        };
-        Ok(Some((n, from, stamp)))
-    }
-
-    fn may_have_more(&self) -> bool {
-        self.batch.next < self.batch.count || !self.batch.drained
+        match stamps::recv(&self.socket, buf) {
+            Ok((n, from, wall)) => Ok(Some((n, from, wall.and_then(wall_to_instant)))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -225,7 +156,7 @@ fn wall_to_instant(wall: Duration) -> Option<Instant> {
     (ago <= Duration::from_secs(1)).then(|| now.checked_sub(ago).unwrap_or(now))
 }
 
-/// Batched receives (`recvmmsg`) with kernel receive timestamps (`SO_TIMESTAMPNS`) on Linux.
+/// Kernel receive timestamps (`SO_TIMESTAMPNS`, `recvmsg`) on Linux.
 #[cfg(target_os = "linux")]
 mod stamps {
     use std::io;
@@ -251,79 +182,53 @@ mod stamps {
         r == 0
     }
 
-    /// One non-blocking `recvmmsg` into `data`: for each datagram taken, its length (as kept),
-    /// source (`None`: neither IPv4 nor IPv6) and the kernel's wall-clock arrival stamp in
-    /// `meta`. Returns how many it took and whether that left the socket empty (fewer than
-    /// `data` holds); `WouldBlock` when nothing was waiting.
-    pub(super) fn recv_batch<const N: usize, const SLOT: usize>(
+    /// One non-blocking `recvmsg`: length, source and the kernel's wall-clock arrival stamp.
+    pub(super) fn recv(
         socket: &UdpSocket,
-        data: &mut [[u8; SLOT]; N],
-        meta: &mut [(usize, Option<SocketAddr>, Option<Duration>); N],
-    ) -> io::Result<(usize, bool)> {
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, Option<Duration>)> {
         // SAFETY: all-zero bytes are a valid value of these plain C structs.
-        let mut addrs: [libc::sockaddr_storage; N] = unsafe { zeroed() };
-        // Room for one timespec control message per datagram, aligned for `cmsghdr`.
-        let mut controls = [[0u64; 8]; N];
-        // SAFETY: as above (null pointers and zero lengths until set below).
-        let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
-        // SAFETY: as above.
-        let mut msgs: [libc::mmsghdr; N] = unsafe { zeroed() };
-        for (i, buf) in data.iter_mut().enumerate() {
-            iovs[i] = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: SLOT,
-            };
-            let hdr = &mut msgs[i].msg_hdr;
-            hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_iov = &mut iovs[i];
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = controls[i].as_mut_ptr().cast();
-            hdr.msg_controllen = size_of::<[u64; 8]>() as _;
-        }
-        // SAFETY: every pointer in `msgs` refers to a live buffer of the length given with
-        // it (`data`'s slots, `addrs`, `iovs`, `controls`), none of them outlives this call,
-        // and `N` headers are passed.
-        let n = unsafe {
-            libc::recvmmsg(
-                socket.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                N as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+        let mut addr: libc::sockaddr_storage = unsafe { zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
         };
+        // Room for one timespec control message, aligned for `cmsghdr`.
+        let mut control = [0u64; 8];
+        // SAFETY: as above.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of::<[u64; 8]>() as _;
+        // SAFETY: every pointer in `msg` refers to a live buffer of the length given with it,
+        // and none of them outlives this call.
+        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        let n = (n as usize).min(N);
-        for i in 0..n {
-            let hdr = &msgs[i].msg_hdr;
-            let len = (msgs[i].msg_len as usize).min(SLOT);
-            let mut stamp = None;
-            // SAFETY: `hdr` was filled by `recvmmsg`; the CMSG macros walk its control buffer
-            // within `msg_controllen`, and a timestamp message carries one `timespec`, read
-            // unaligned.
-            unsafe {
-                let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
-                while !cmsg.is_null() {
-                    if (*cmsg).cmsg_level == libc::SOL_SOCKET
-                        && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-                    {
-                        let ts: libc::timespec =
-                            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                        if let (Ok(s), Ok(ns)) =
-                            (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec))
-                        {
-                            stamp = Some(Duration::new(s, ns));
-                        }
+        let from = source(&addr)?;
+        let mut stamp = None;
+        // SAFETY: `msg` was filled by `recvmsg`; the CMSG macros walk the control buffer
+        // within `msg_controllen`, and a timestamp message carries one `timespec`, read
+        // unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    if let (Ok(s), Ok(ns)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+                        stamp = Some(Duration::new(s, ns));
                     }
-                    cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
                 }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
-            meta[i] = (len, source(&addrs[i]).ok(), stamp);
         }
-        Ok((n, n < N))
+        Ok((n as usize, from, stamp))
     }
 
     /// The datagram's source address.
@@ -357,8 +262,7 @@ mod stamps {
     }
 }
 
-/// Without kernel timestamps or batched receives: one datagram per call, stamped when the
-/// tick takes it.
+/// Without kernel timestamps: datagrams are stamped when the tick takes them.
 #[cfg(not(target_os = "linux"))]
 mod stamps {
     use std::io;
@@ -369,15 +273,11 @@ mod stamps {
         false
     }
 
-    /// One datagram a call (no batch receive here); whether more wait is not known.
-    pub(super) fn recv_batch<const N: usize, const SLOT: usize>(
+    pub(super) fn recv(
         socket: &UdpSocket,
-        data: &mut [[u8; SLOT]; N],
-        meta: &mut [(usize, Option<SocketAddr>, Option<Duration>); N],
-    ) -> io::Result<(usize, bool)> {
-        let (n, from) = socket.recv_from(&mut data[0])?;
-        meta[0] = (n.min(SLOT), Some(from), None);
-        Ok((1, false))
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, Option<Duration>)> {
+        socket.recv_from(buf).map(|(n, from)| (n, from, None))
     }
 }
 
@@ -493,11 +393,6 @@ impl<T: PacketTransport> RtpPort<T> {
     pub fn outbound(&self) -> &OutboundMedia {
         &self.outbound
     }
-
-    /// The transport the port sends and receives on.
-    pub fn transport(&self) -> &T {
-        &self.transport
-    }
 }
 
 impl<T: PacketTransport> MediaPort for RtpPort<T> {
@@ -538,9 +433,6 @@ impl<T: PacketTransport> MediaPort for RtpPort<T> {
             if let PacketVerdict::Dtmf(d) = self.inbound.on_datagram(now, from, &self.recv_buf[..n])
             {
                 return Ok(Some(MediaInput::Dtmf(d)));
-            }
-            if !self.transport.may_have_more() {
-                return Ok(None);
             }
         }
         Ok(None)
