@@ -35,7 +35,9 @@
 //!   per call-second, beside the whole process and the callers' threads; and
 //!   `codec_floor_cpu_per_call_second`: after the load, the same frames through RTP parse, the
 //!   decoder and VAD, and the resampler and encoder alone, on one thread — their ratio is
-//!   `engine_to_floor_ratio`;
+//!   `engine_to_floor_ratio`; with `--paced-floor-seconds S`, also that codec work paced as
+//!   the calls are (each call's share every 20 ms at its own phase, on the engine's thread
+//!   count, asleep in between) and `engine_to_paced_floor_ratio`;
 //! - `rss_per_call_kib`: (peak RSS − RSS before the calls) / calls, from /proc/self/status
 //!   (simulated callers included);
 //! - voice-to-voice on the wire at the caller: its last speech packet sent → first audible agent

@@ -339,7 +339,8 @@ pub struct LoadConfig {
     pub voice: CallerVoice,
     /// Measure the codec floor on at most this many frames per direction and scale up.
     pub floor_frames: Option<u64>,
-    /// After the load, measure one call's codec work paced at 20 ms for this long (0: not).
+    /// After the load, measure the load's codec work paced as its calls are (each call's share
+    /// every 20 ms at its own phase, on the engine's thread count) for this long (0: not).
     pub paced_floor_seconds: u64,
     /// `CallSettings::history_limit`: messages kept for the model (default: the engine's).
     pub history_limit: HistoryLimit,
@@ -520,9 +521,10 @@ Options:
   --synthetic              use the synthetic voiced signal even if assets/caller.wav exists
   --floor-frames N         measure the codec floor on at most N frames per direction and
                            scale up [default: all frames]
-  --paced-floor-seconds S  after the load, also measure one call's share of the codec
-                           work paced at one frame per 20 ms for S s, the thread asleep
-                           in between (the floor of a lone call) [default: 0 = not]
+  --paced-floor-seconds S  after the load, also measure the same codec work paced as the
+                           calls are: each call's share every 20 ms at its own phase (4 ms
+                           grid), on --threads threads asleep in between, for S s
+                           [default: 0 = not]
   --scaling                run the same calls on 1 thread and on --threads threads and
                            report the scaling efficiency
   -h, --help               print this text
@@ -2337,55 +2339,20 @@ struct Floor {
     scaled: bool,
 }
 
-/// One stream of the load's frames through the codecs alone: RTP parse + decoder + VAD for the
-/// caller's packets (talk spurts and room noise in the load's proportion), resampler + encoder
-/// for the agent's frames and for generated silence.
-struct FloorCodecs {
-    decoder: FrameDecoder,
-    vad: VoiceDetector,
-    encoder: FrameEncoder,
-    resampler: Option<Resampler>,
+/// The load's media for the floor, shared by every stream of it: the caller's packets as RTP
+/// (speech reel and room noise) and the TTS stand-in's voice in 20 ms frames.
+struct FloorReels {
     speech: Vec<Vec<u8>>,
     noise: Vec<Vec<u8>>,
     tts: Vec<AudioFrame>,
-    silence: AudioFrame,
-    resampled: AudioFrame,
-    decoded: AudioFrame,
-    payload: [u8; 1500],
     /// Noise packets after each talk spurt of 150 speech packets (3 s).
     noise_per_block: u64,
-    speech_at: usize,
-    noise_at: usize,
 }
 
-impl FloorCodecs {
-    fn new(shared: &Shared, speech_share: f64) -> Result<FloorCodecs, HarnessError> {
+impl FloorReels {
+    fn new(shared: &Shared, speech_share: f64) -> Result<FloorReels, HarnessError> {
         let codec = shared.config.codec;
-        let caller_rate = codec.engine_caller_rate();
-        let decode_format = match codec {
-            Codec::Opus => PayloadFormat::Opus {
-                pcm_rate: caller_rate,
-            },
-            Codec::Pcmu => PayloadFormat::Pcmu,
-        };
-        let encoder = match codec {
-            Codec::Opus => FrameEncoder::from(OpusEncoder::new(
-                SampleRate::Hz24000,
-                OpusConfig {
-                    complexity: shared.config.complexity,
-                    ..OpusConfig::default()
-                },
-            )?),
-            Codec::Pcmu => FrameEncoder::new(PayloadFormat::Pcmu, PacketDuration::Ms20)?,
-        };
-        let enc_rate = encoder.rate();
         let tts_rate = codec.agent_rate();
-        let resampler = if enc_rate == tts_rate {
-            None
-        } else {
-            Some(Resampler::new(tts_rate, enc_rate)?)
-        };
-        // The caller's packets as RTP, speech reel and room noise.
         let mut sender = RtpSender::new(SenderConfig {
             ssrc: 1,
             payload_type: codec.payload_type(),
@@ -2420,19 +2387,69 @@ impl FloorCodecs {
         } else {
             1_000_000
         };
+        Ok(FloorReels {
+            speech,
+            noise,
+            tts,
+            noise_per_block,
+        })
+    }
+}
+
+/// One stream of the load's frames through the codecs alone: RTP parse + decoder + VAD for the
+/// caller's packets (talk spurts and room noise in the load's proportion), resampler + encoder
+/// for the agent's frames and for generated silence. One call's codec state.
+struct FloorCodecs<'a> {
+    reels: &'a FloorReels,
+    decoder: FrameDecoder,
+    vad: VoiceDetector,
+    encoder: FrameEncoder,
+    resampler: Option<Resampler>,
+    silence: AudioFrame,
+    resampled: AudioFrame,
+    decoded: AudioFrame,
+    payload: [u8; 1500],
+    speech_at: usize,
+    noise_at: usize,
+}
+
+impl<'a> FloorCodecs<'a> {
+    fn new(config: &LoadConfig, reels: &'a FloorReels) -> Result<FloorCodecs<'a>, HarnessError> {
+        let codec = config.codec;
+        let caller_rate = codec.engine_caller_rate();
+        let decode_format = match codec {
+            Codec::Opus => PayloadFormat::Opus {
+                pcm_rate: caller_rate,
+            },
+            Codec::Pcmu => PayloadFormat::Pcmu,
+        };
+        let encoder = match codec {
+            Codec::Opus => FrameEncoder::from(OpusEncoder::new(
+                SampleRate::Hz24000,
+                OpusConfig {
+                    complexity: config.complexity,
+                    ..OpusConfig::default()
+                },
+            )?),
+            Codec::Pcmu => FrameEncoder::new(PayloadFormat::Pcmu, PacketDuration::Ms20)?,
+        };
+        let enc_rate = encoder.rate();
+        let tts_rate = codec.agent_rate();
+        let resampler = if enc_rate == tts_rate {
+            None
+        } else {
+            Some(Resampler::new(tts_rate, enc_rate)?)
+        };
         Ok(FloorCodecs {
+            reels,
             decoder: FrameDecoder::new(decode_format)?,
             vad: VoiceDetector::new(caller_rate, VadConfig::default())?,
             encoder,
             resampler,
-            speech,
-            noise,
-            tts,
             silence: AudioFrame::silent(enc_rate),
             resampled: AudioFrame::silent(enc_rate),
             decoded: AudioFrame::silent(caller_rate),
             payload: [0u8; 1500],
-            noise_per_block,
             speech_at: 0,
             noise_at: 0,
         })
@@ -2440,12 +2457,13 @@ impl FloorCodecs {
 
     /// The caller's `k`-th packet: parsed, decoded, through the VAD.
     fn caller_frame(&mut self, k: u64) {
-        let packet = if k % (150 + self.noise_per_block) < 150 {
-            self.speech_at = (self.speech_at + 1) % self.speech.len();
-            &self.speech[self.speech_at]
+        let reels = self.reels;
+        let packet = if k % (150 + reels.noise_per_block) < 150 {
+            self.speech_at = (self.speech_at + 1) % reels.speech.len();
+            &reels.speech[self.speech_at]
         } else {
-            self.noise_at = (self.noise_at + 1) % self.noise.len();
-            &self.noise[self.noise_at]
+            self.noise_at = (self.noise_at + 1) % reels.noise.len();
+            &reels.noise[self.noise_at]
         };
         if let Ok(p) = RtpPacket::parse(packet) {
             let _ = self.decoder.decode(p.payload());
@@ -2461,7 +2479,7 @@ impl FloorCodecs {
 
     /// The agent's `k`-th frame of speech: resampled where the line's rate differs, encoded.
     fn agent_frame(&mut self, k: u64) {
-        let frame = &self.tts[k as usize % self.tts.len()];
+        let frame = &self.reels.tts[k as usize % self.reels.tts.len()];
         let input = match self.resampler.as_mut() {
             Some(r) => {
                 let _ = r.process_into(frame, &mut self.resampled);
@@ -2489,7 +2507,8 @@ fn this_thread_cpu_now() -> Result<Duration, HarnessError> {
 /// thread, and reads the thread's CPU time.
 fn measure_floor(shared: &Shared, work: FloorWork) -> Result<Floor, HarnessError> {
     let cap = shared.config.floor_frames.unwrap_or(u64::MAX);
-    let mut codecs = FloorCodecs::new(shared, work.speech_share)?;
+    let reels = FloorReels::new(shared, work.speech_share)?;
+    let mut codecs = FloorCodecs::new(&shared.config, &reels)?;
     let mut measured = 0u64;
     let mut total = Duration::ZERO;
     let mut timed = |count: u64, step: &mut dyn FnMut(u64)| -> Result<(), HarnessError> {
@@ -2516,48 +2535,94 @@ fn measure_floor(shared: &Shared, work: FloorWork) -> Result<Floor, HarnessError
     })
 }
 
-/// The floor paced as one call's media is: for `seconds`, every 20 ms, one call's share of the
-/// load's frames through the codecs ([`FloorCodecs`]), the thread sleeping in between. Returns
-/// the thread's CPU per second of it (its sleeps' system calls included, as any paced work
-/// has them): what the codec work of one call costs on this machine when it cannot run back
-/// to back, because its frames come one per 20 ms.
+/// Grid the paced floor's threads wake on: the engine's default tick grid.
+const PACED_FLOOR_GRID: Duration = Duration::from_millis(4);
+
+/// The floor paced as the load's media is: for `seconds`, each of the load's calls gets its
+/// share of the load's frames every 20 ms through codec state of its own ([`FloorCodecs`]), at
+/// its own phase (spread over the 20 ms as the calls' clocks are) snapped to a 4 ms grid, on
+/// as many threads as the engine had, each asleep between its grid's slots. No sockets,
+/// runtime or engine: the codec work with the load's schedule, and what it costs on this
+/// machine when it cannot run back to back (after each sleep an idle vCPU's caches are cold,
+/// the more so the busier the host). Returns the threads' CPU (their sleeps' system calls
+/// included, as any paced work has them) per call-second.
 fn measure_paced_floor(
     shared: &Shared,
     work: FloorWork,
     seconds: u64,
 ) -> Result<Duration, HarnessError> {
-    let mut codecs = FloorCodecs::new(shared, work.speech_share)?;
-    let ticks = (shared.config.calls as u64 * shared.config.seconds * 50).max(1) as f64;
+    let config = &shared.config;
+    let calls = config.calls.max(1);
+    let threads = config.threads.clamp(1, calls);
+    let reels = FloorReels::new(shared, work.speech_share)?;
+    let ticks = (calls as u64 * config.seconds * 50).max(1) as f64;
     let rates = [
         work.frames_in as f64 / ticks,
         work.agent_frames as f64 / ticks,
         work.silent_frames as f64 / ticks,
     ];
-    let mut due = [0.0f64; 3];
-    let mut done = [0u64; 3];
-    let start = std::time::Instant::now();
-    let t0 = this_thread_cpu_now()?;
-    for i in 0..seconds * 50 {
-        let next = start + FRAME * i as u32;
-        if let Some(wait) = next.checked_duration_since(std::time::Instant::now()) {
-            std::thread::sleep(wait);
+    let slots_per_frame = (FRAME.as_micros() / PACED_FLOOR_GRID.as_micros()).max(1) as usize;
+    let start = std::time::Instant::now() + Duration::from_millis(50);
+    let cpu = std::thread::scope(|scope| -> Result<Duration, HarnessError> {
+        let runs: Vec<_> = (0..threads)
+            .map(|t| {
+                let (reels, config) = (&reels, config);
+                std::thread::Builder::new()
+                    .name(format!("vx-floor-{t}"))
+                    .spawn_scoped(scope, move || -> Result<Duration, HarnessError> {
+                        // This thread's calls: every `threads`-th, each with its slot of the
+                        // grid (its phase) and a start in the agent's frames of its own, so
+                        // they do not all encode at the same tick.
+                        let mine: Vec<usize> = (t..calls).step_by(threads).collect();
+                        let mut streams = Vec::with_capacity(mine.len());
+                        for &call in &mine {
+                            let codecs = FloorCodecs::new(config, reels)?;
+                            let slot = call * slots_per_frame / calls;
+                            let lead = call as f64 / calls as f64;
+                            streams.push((codecs, slot, [lead; 3], [0u64; 3]));
+                        }
+                        let t0 = this_thread_cpu_now()?;
+                        for step in 0..seconds as usize * 50 * slots_per_frame {
+                            let next = start + PACED_FLOOR_GRID * step as u32;
+                            if let Some(wait) =
+                                next.checked_duration_since(std::time::Instant::now())
+                            {
+                                std::thread::sleep(wait);
+                            }
+                            let slot = step % slots_per_frame;
+                            for (codecs, at, due, done) in streams.iter_mut() {
+                                if *at != slot {
+                                    continue;
+                                }
+                                for (kind, rate) in rates.iter().enumerate() {
+                                    due[kind] += rate;
+                                    while due[kind] >= 1.0 {
+                                        due[kind] -= 1.0;
+                                        let k = done[kind];
+                                        match kind {
+                                            0 => codecs.caller_frame(k),
+                                            1 => codecs.agent_frame(k),
+                                            _ => codecs.silent_frame(),
+                                        }
+                                        done[kind] += 1;
+                                    }
+                                }
+                            }
+                        }
+                        Ok(this_thread_cpu_now()? - t0)
+                    })
+                    .map_err(io("starting a paced floor thread"))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut total = Duration::ZERO;
+        for run in runs {
+            total += run
+                .join()
+                .map_err(|_| HarnessError::Config("a paced floor thread panicked"))??;
         }
-        for (kind, rate) in rates.iter().enumerate() {
-            due[kind] += rate;
-            while due[kind] >= 1.0 {
-                due[kind] -= 1.0;
-                let k = done[kind];
-                match kind {
-                    0 => codecs.caller_frame(k),
-                    1 => codecs.agent_frame(k),
-                    _ => codecs.silent_frame(),
-                }
-                done[kind] += 1;
-            }
-        }
-    }
-    let cpu = this_thread_cpu_now()? - t0;
-    Ok(cpu / seconds.max(1) as u32)
+        Ok(total)
+    })?;
+    Ok(cpu.div_f64(calls as f64 * seconds.max(1) as f64))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2829,7 +2894,8 @@ pub struct LoadReport {
     pub codec_floor_scaled: bool,
     /// Seconds of the paced floor (`--paced-floor-seconds`; 0: not measured).
     pub codec_floor_paced_seconds: u64,
-    /// One call's share of the codec work paced at one frame per 20 ms, CPU per call-second.
+    /// The load's codec work paced as its calls are (each call's share every 20 ms at its own
+    /// phase, on the engine's thread count, asleep in between), CPU per call-second.
     pub codec_floor_paced_cpu_per_call_second: Option<f64>,
     /// `cpu_per_call_second / codec_floor_paced_cpu_per_call_second`.
     pub engine_to_paced_floor_ratio: Option<f64>,
