@@ -6,7 +6,7 @@
 //!
 //! K calls' worth of Opus work (decode a caller packet at 16 kHz; while the agent speaks, a
 //! third of the time, encode a 24 kHz frame at complexity 5), each call with its own decoder and
-//! encoder, run on one thread in six schedules, and the thread's CPU time per call-frame:
+//! encoder, run on one thread in eight schedules, and the thread's CPU time per call-frame:
 //!
 //! - `back-to-back`: every frame of every call in a loop, never idle;
 //! - `back-to-back-one-state`: the same frames through one decoder and one encoder (how the
@@ -16,13 +16,24 @@
 //!   wake-up per call (each clock at its own phase), `grid-20` is one wake-up per frame for
 //!   all K calls.
 //!
-//! No sockets, no runtime, no engine: only the schedule differs. On a virtual machine an idle
+//! - `grid-4-rtp`: `grid-4` with each call's frames carried over UDP on 127.0.0.1 as the engine
+//!   carries them: the caller's packet sent to the call's socket, read there (and the socket
+//!   read once more, empty, as a tick's drain does) before it is decoded, the agent's packet sent
+//!   back and read by the caller;
+//! - `grid-4-sockets-only`: those socket calls alone, no codec work.
+//!
+//! `grid-4-rtp` less `grid-4` less `grid-4-sockets-only` is what the socket calls cost the
+//! codec work around them (its caches and branch predictors refilled after the kernel's
+//! network path), beyond their own cost.
+//!
+//! Apart from those two: no sockets, no runtime, no engine: only the schedule differs. On a virtual machine an idle
 //! vCPU halts and the host may run something else on its core, so the work after a wake-up
 //! finds its caches cold; this shows how much that costs here, which is what the engine's
 //! shared tick grid (`voxline::engine::tick_grid`) saves. The schedules take turns for
 //! `--rounds` rounds (a burst on a shared host then hits all of them alike); prints one JSON
 //! object per schedule with the median and the range over the rounds.
 
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 #[path = "common/cpu.rs"]
@@ -42,6 +53,47 @@ struct CallCodecs {
     encoder: OpusEncoder,
     frame: usize,
     packet: [u8; 1500],
+}
+
+/// A call's two UDP sockets on 127.0.0.1: the caller's and the engine's, non-blocking.
+struct CallSockets {
+    caller: UdpSocket,
+    engine: UdpSocket,
+    caller_at: SocketAddr,
+    engine_at: SocketAddr,
+}
+
+impl CallSockets {
+    fn new() -> std::io::Result<CallSockets> {
+        let caller = UdpSocket::bind("127.0.0.1:0")?;
+        let engine = UdpSocket::bind("127.0.0.1:0")?;
+        caller.set_nonblocking(true)?;
+        engine.set_nonblocking(true)?;
+        Ok(CallSockets {
+            caller_at: caller.local_addr()?,
+            engine_at: engine.local_addr()?,
+            caller,
+            engine,
+        })
+    }
+
+    /// Carries `packet` from the caller to the engine and drains the engine's socket as a tick
+    /// does (until it is empty); returns the bytes read.
+    fn inbound(&self, packet: &[u8], buf: &mut [u8]) -> std::io::Result<usize> {
+        self.caller.send_to(packet, self.engine_at)?;
+        let mut got = 0;
+        while let Ok((n, _)) = self.engine.recv_from(buf) {
+            got = n;
+        }
+        Ok(got)
+    }
+
+    /// Carries the agent's `packet` from the engine to the caller, which reads it.
+    fn outbound(&self, packet: &[u8], buf: &mut [u8]) -> std::io::Result<()> {
+        self.engine.send_to(packet, self.caller_at)?;
+        while self.caller.recv_from(buf).is_ok() {}
+        Ok(())
+    }
 }
 
 /// The audio every call plays: caller packets (48 kHz Opus) and agent frames (24 kHz PCM).
@@ -83,12 +135,46 @@ impl Media {
             .decode(&self.caller_packets[k % self.caller_packets.len()])?;
         std::hint::black_box(call.decoder.next_frame());
         // The agent speaks one stretch of 100 frames in three.
-        if (k / 100).is_multiple_of(3) {
+        if Self::agent_speaks(k) {
             call.encoder
                 .push_frame(&self.agent_frames[k % self.agent_frames.len()])?;
             std::hint::black_box(call.encoder.next_packet(&mut call.packet)?);
         }
         call.frame += 1;
+        Ok(())
+    }
+
+    /// The agent speaks one stretch of 100 frames in three.
+    fn agent_speaks(k: usize) -> bool {
+        (k / 100).is_multiple_of(3)
+    }
+
+    /// One call's frame carried over its sockets: the caller's packet in (read before the
+    /// decode, as the engine reads it), with `codecs` the codec work, and when the agent
+    /// speaks a packet out of the caller packet's size (from the encoder's output buffer with
+    /// `codecs`).
+    fn frame_over_udp(
+        &self,
+        call: &mut CallCodecs,
+        sockets: &CallSockets,
+        codecs: bool,
+        buf: &mut [u8],
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let k = call.frame;
+        let packet = &self.caller_packets[k % self.caller_packets.len()];
+        let n = sockets.inbound(packet, buf)?;
+        if codecs {
+            self.frame(call)?;
+            if Self::agent_speaks(k) {
+                let len = std::hint::black_box(n.min(call.packet.len()));
+                sockets.outbound(&call.packet[..len], buf)?;
+            }
+        } else {
+            if Self::agent_speaks(k) {
+                sockets.outbound(&packet[..n.min(packet.len())], buf)?;
+            }
+            call.frame += 1;
+        }
         Ok(())
     }
 }
@@ -122,6 +208,9 @@ enum Schedule {
     OneState,
     /// In real time, each call's phase snapped to a grid of this many ms.
     Grid(u64),
+    /// `Grid`, each call's packets carried over UDP (`true`: with the codec work; `false`:
+    /// the socket calls alone).
+    GridUdp(u64, bool),
 }
 
 /// Runs `frames` frames of each of `k` calls in `schedule` and returns the thread's CPU per
@@ -136,6 +225,12 @@ fn measure(
         Schedule::OneState => 1,
         _ => k,
     })?;
+    let sockets = match schedule {
+        Schedule::GridUdp(..) => (0..k)
+            .map(|_| CallSockets::new())
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
     let cpu_before =
         this_thread_cpu().ok_or("no per-thread CPU clock (/proc/thread-self/schedstat)")?;
     match schedule {
@@ -160,6 +255,19 @@ fn measure(
                     let due = start + Duration::from_micros(20_000 * f + phase);
                     std::thread::sleep(due.saturating_duration_since(Instant::now()));
                     media.frame(call)?;
+                }
+            }
+        }
+        Schedule::GridUdp(g, codecs) => {
+            let start = Instant::now();
+            let step = g * 1000;
+            let mut buf = [0u8; 2048];
+            for f in 0..frames {
+                for (i, (call, udp)) in calls.iter_mut().zip(&sockets).enumerate() {
+                    let phase = (20_000 * i as u64 / k as u64) / step * step;
+                    let due = start + Duration::from_micros(20_000 * f + phase);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    media.frame_over_udp(call, udp, codecs, &mut buf)?;
                 }
             }
         }
@@ -190,13 +298,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (k, seconds, rounds) = parse()?;
     let media = Media::new()?;
     let frames = seconds * 50;
-    let schedules: [(&str, Schedule); 6] = [
+    let schedules: [(&str, Schedule); 8] = [
         ("back-to-back", Schedule::BackToBack),
         ("back-to-back-one-state", Schedule::OneState),
         ("grid-1", Schedule::Grid(1)),
         ("grid-2", Schedule::Grid(2)),
         ("grid-4", Schedule::Grid(4)),
         ("grid-20", Schedule::Grid(20)),
+        ("grid-4-rtp", Schedule::GridUdp(4, true)),
+        ("grid-4-sockets-only", Schedule::GridUdp(4, false)),
     ];
     let mut us: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); schedules.len()];
     for _ in 0..rounds {
