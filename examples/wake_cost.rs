@@ -166,7 +166,7 @@ impl Media {
         if codecs {
             self.frame(call)?;
             if Self::agent_speaks(k) {
-                let len = std::hint::black_box(n.min(call.packet.len()));
+                let len = n.min(call.packet.len());
                 sockets.outbound(&call.packet[..len], buf)?;
             }
         } else {
