@@ -26,12 +26,12 @@
 //! codec work around them (its caches and branch predictors refilled after the kernel's
 //! network path), beyond their own cost.
 //!
-//! Apart from those two: no sockets, no runtime, no engine: only the schedule differs. On a virtual machine an idle
-//! vCPU halts and the host may run something else on its core, so the work after a wake-up
-//! finds its caches cold; this shows how much that costs here, which is what the engine's
-//! shared tick grid (`voxline::engine::tick_grid`) saves. The schedules take turns for
-//! `--rounds` rounds (a burst on a shared host then hits all of them alike); prints one JSON
-//! object per schedule with the median and the range over the rounds.
+//! Apart from those two: no sockets, no runtime, no engine: only the schedule differs. On a
+//! virtual machine an idle vCPU halts and the host may run something else on its core, so the
+//! work after a wake-up finds its caches cold; this shows how much that costs here, which is
+//! what the engine's shared tick grid (`voxline::engine::tick_grid`) saves. The schedules take
+//! turns for `--rounds` rounds (a burst on a shared host then hits all of them alike); prints
+//! one JSON object per schedule with the median and the range over the rounds.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -165,15 +165,16 @@ impl Media {
         let n = sockets.inbound(packet, buf)?;
         if codecs {
             self.frame(call)?;
-            if Self::agent_speaks(k) {
-                let len = n.min(call.packet.len());
-                sockets.outbound(&call.packet[..len], buf)?;
-            }
         } else {
-            if Self::agent_speaks(k) {
-                sockets.outbound(&packet[..n.min(packet.len())], buf)?;
-            }
             call.frame += 1;
+        }
+        if Self::agent_speaks(k) {
+            let out = if codecs {
+                &call.packet[..]
+            } else {
+                &packet[..]
+            };
+            sockets.outbound(&out[..n.min(out.len())], buf)?;
         }
         Ok(())
     }
@@ -246,28 +247,21 @@ fn measure(
                 media.frame(&mut calls[0])?;
             }
         }
-        Schedule::Grid(g) => {
+        Schedule::Grid(g) | Schedule::GridUdp(g, _) => {
             let start = Instant::now();
             let step = g * 1000;
+            let mut buf = [0u8; 2048];
             for f in 0..frames {
                 for (i, call) in calls.iter_mut().enumerate() {
                     let phase = (20_000 * i as u64 / k as u64) / step * step;
                     let due = start + Duration::from_micros(20_000 * f + phase);
                     std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                    media.frame(call)?;
-                }
-            }
-        }
-        Schedule::GridUdp(g, codecs) => {
-            let start = Instant::now();
-            let step = g * 1000;
-            let mut buf = [0u8; 2048];
-            for f in 0..frames {
-                for (i, (call, udp)) in calls.iter_mut().zip(&sockets).enumerate() {
-                    let phase = (20_000 * i as u64 / k as u64) / step * step;
-                    let due = start + Duration::from_micros(20_000 * f + phase);
-                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                    media.frame_over_udp(call, udp, codecs, &mut buf)?;
+                    match schedule {
+                        Schedule::GridUdp(_, codecs) => {
+                            media.frame_over_udp(call, &sockets[i], codecs, &mut buf)?
+                        }
+                        _ => media.frame(call)?,
+                    }
                 }
             }
         }
